@@ -1,0 +1,63 @@
+"""create_app(settings) -> the ASGI app. Everything is built here; nothing at import time."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from pujiang import __version__
+from pujiang.platform.api import admin, audit, auth, ops
+from pujiang.platform.db import Database
+from pujiang.platform.deps import AppContext
+from pujiang.platform.errors import install_error_handlers
+from pujiang.platform.middleware import HttpMetrics, RequestContextMiddleware
+from pujiang.platform.security import Passwords
+from pujiang.settings import Mode, Settings
+
+DESCRIPTION = """
+浦江 Pujiang — 开放的城市运行平台：城市实时状态、预警、网格化案件、政务数据目录与开放数据。
+
+Pujiang is an open city operating platform. Sign in at `POST /api/auth/token` (OAuth2
+password or client-credentials), then send `Authorization: Bearer <token>`; service accounts
+may send `X-API-Key` instead. Errors are RFC 9457 `application/problem+json`.
+"""
+
+
+def build_context(settings: Settings) -> AppContext:
+    settings.check_startable()
+    database = Database(settings.database_url)
+    passwords = Passwords(cheap=settings.mode is Mode.TEST)
+    return AppContext(settings=settings, db=database, passwords=passwords)
+
+
+def create_app(settings: Settings, context: AppContext | None = None) -> FastAPI:
+    """Build the whole application for these settings (a test passes a temporary database)."""
+    context = context or build_context(settings)
+    metrics = HttpMetrics()
+    context.extras["metrics"] = metrics
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        context.db.dispose()
+
+    app = FastAPI(
+        title="Pujiang 浦江",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.pujiang = context
+    install_error_handlers(app)
+    for router in (ops.router, auth.router, admin.router, audit.router):
+        app.include_router(router)
+    app.add_middleware(
+        RequestContextMiddleware,
+        db=context.db,
+        metrics=metrics,
+        max_body_bytes=settings.max_body_bytes,
+        default_language=settings.default_language,
+    )
+    return app

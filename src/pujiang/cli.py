@@ -1,0 +1,291 @@
+"""The `pujiang` command."""
+
+from __future__ import annotations
+
+import getpass
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import orjson
+import typer
+
+from pujiang import __version__
+from pujiang.platform import db as dbtools
+from pujiang.platform.deps import AppContext
+from pujiang.platform.errors import Problem
+from pujiang.settings import Settings, SettingsError, load_settings, mask_url_password
+
+app = typer.Typer(
+    help="浦江 Pujiang — 城市运行平台 / an open city operating platform.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="数据库迁移 / Database migrations.", no_args_is_help=True)
+users_app = typer.Typer(help="账户管理 / Accounts.", no_args_is_help=True)
+config_app = typer.Typer(help="配置 / Settings.", no_args_is_help=True)
+audit_app = typer.Typer(help="审计日志 / The audit log.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(users_app, name="users")
+app.add_typer(config_app, name="config")
+app.add_typer(audit_app, name="audit")
+
+NOT_MIGRATED = (
+    "数据库未迁移到最新版本，请先运行 `pujiang db upgrade` / "
+    "the database is not at the latest migration: run `pujiang db upgrade`"
+)
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="YAML settings file (PUJIANG_* variables override it)."),
+]
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    typer.secho(message, fg=typer.colors.RED, err=True)
+    return typer.Exit(code)
+
+
+def _settings(ctx: typer.Context, **overrides: object) -> Settings:
+    config: Path | None = ctx.obj.get("config") if ctx.obj else None
+    try:
+        settings = load_settings(config, **overrides)
+        settings.check_startable()
+    except SettingsError as exc:
+        raise _fail(str(exc)) from exc
+    return settings
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"pujiang {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    ctx: typer.Context,
+    config: ConfigOption = None,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
+) -> None:
+    ctx.obj = {"config": config}
+
+
+# -- serve and demo -------------------------------------------------------------------------------
+
+
+def _run_server(settings: Settings) -> None:
+    import uvicorn
+
+    from pujiang.app import create_app
+    from pujiang.platform.logs import configure_logging
+
+    configure_logging(settings.log_level, json_lines=settings.log_json)
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None)
+
+
+@app.command()
+def serve(
+    ctx: typer.Context,
+    host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+) -> None:
+    """启动服务 / Serve the API (run `pujiang db upgrade` first)."""
+    overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+    settings = _settings(ctx, **overrides)
+    from pujiang.platform.db import Database, migrations_current
+
+    database = Database(settings.database_url)
+    try:
+        if not migrations_current(database):
+            raise _fail(NOT_MIGRATED)
+    finally:
+        database.dispose()
+    _run_server(settings)
+
+
+@app.command()
+def demo(
+    ctx: typer.Context,
+    serve_it: Annotated[bool, typer.Option("--serve/--no-serve", help="Serve after loading.")] = True,
+) -> None:
+    """演示城市 / Migrate a SQLite file under ./var, load the demo city and serve it."""
+    from pujiang.demo.run import load_demo, print_welcome
+
+    settings = _settings(ctx)
+    dbtools.upgrade(settings.database_url)
+    logins = load_demo(settings)
+    print_welcome(settings, logins)
+    if serve_it:
+        _run_server(settings)
+
+
+# -- db ---------------------------------------------------------------------------------------------
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    ctx: typer.Context, revision: Annotated[str, typer.Argument(help="Target revision.")] = "head"
+) -> None:
+    """升级数据库 / Migrate the database up (to the latest by default)."""
+    dbtools.upgrade(_settings(ctx).database_url, revision)
+    typer.echo(f"database at {revision}")
+
+
+@db_app.command("downgrade")
+def db_downgrade(
+    ctx: typer.Context,
+    revision: Annotated[str, typer.Argument(help="Target revision, '-1' or 'base'.")] = "-1",
+) -> None:
+    """回退数据库 / Migrate the database down (one step by default)."""
+    dbtools.downgrade(_settings(ctx).database_url, revision)
+    typer.echo(f"database at {revision}")
+
+
+@db_app.command("current")
+def db_current(ctx: typer.Context) -> None:
+    """当前版本 / Show the database's revision and whether it is the latest."""
+    database = dbtools.Database(_settings(ctx).database_url)
+    try:
+        with database.engine.connect() as conn:
+            current = dbtools.current_revisions(conn)
+    finally:
+        database.dispose()
+    heads = dbtools.head_revisions()
+    typer.echo(f"current: {', '.join(sorted(current)) or '(empty database)'}")
+    typer.echo(f"latest:  {', '.join(sorted(heads))}")
+    if current != heads:
+        raise _fail("not at the latest revision: run `pujiang db upgrade`", 1)
+
+
+# -- users --------------------------------------------------------------------------------------
+
+
+def _context(ctx: typer.Context) -> AppContext:
+    """The app context for a command that needs a migrated database."""
+    from pujiang.app import build_context
+
+    context = build_context(_settings(ctx))
+    if not context.db.ping():
+        context.db.dispose()
+        raise _fail(f"cannot reach the database {mask_url_password(context.settings.database_url)}")
+    if not dbtools.migrations_current(context.db):
+        context.db.dispose()
+        raise _fail(NOT_MIGRATED)
+    return context
+
+
+@users_app.command("create")
+def users_create(
+    ctx: typer.Context,
+    username: str,
+    role: Annotated[list[str], typer.Option("--role", "-r", help="Role; repeat for several.")],
+    department: Annotated[str | None, typer.Option(help="Department code.")] = None,
+    display_name: Annotated[str, typer.Option(help="Name shown to others.")] = "",
+    password_stdin: Annotated[
+        bool, typer.Option(help="Read the password from standard input.")
+    ] = False,
+) -> None:
+    """新建用户 / Create a user (asks for the password)."""
+    from pujiang.platform import audit, identity
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = getpass.getpass("Password / 密码: ")
+        if getpass.getpass("Again / 再次输入: ") != password:
+            raise _fail("passwords differ / 两次输入的密码不一致")
+    context = _context(ctx)
+    try:
+        with context.db.session() as session:
+            identity.create_user(session, context, username=username, password=password,
+                                 display_name=display_name, department_code=department,
+                                 roles=role)
+            audit.append(session, actor="cli", action="users.create", target=f"principal:{username}")
+    except Problem as exc:
+        raise _fail(exc.detail) from exc
+    finally:
+        context.db.dispose()
+    typer.echo(f"created {username} ({', '.join(role)})")
+
+
+@users_app.command("list")
+def users_list(ctx: typer.Context) -> None:
+    """账户列表 / List accounts."""
+    from pujiang.platform import identity
+
+    context = _context(ctx)
+    try:
+        with context.db.session() as session:
+            rows = identity.list_principals(session)
+            for row in rows:
+                state = "active" if row.is_active else "disabled"
+                department = row.department.code if row.department else "-"
+                typer.echo(f"{row.username:<24} {row.kind:<8} {department:<14} {state:<9} "
+                           f"{','.join(row.roles)}")
+    finally:
+        context.db.dispose()
+
+
+def _set_active(ctx: typer.Context, username: str, active: bool) -> None:
+    from pujiang.platform import audit, identity
+
+    context = _context(ctx)
+    try:
+        with context.db.session() as session:
+            identity.set_active(session, username, active)
+            audit.append(session, actor="cli", action="users.enable" if active else "users.disable",
+                         target=f"principal:{username}")
+    except Problem as exc:
+        raise _fail(exc.detail) from exc
+    finally:
+        context.db.dispose()
+    typer.echo(f"{username} {'enabled' if active else 'disabled'}")
+
+
+@users_app.command("disable")
+def users_disable(ctx: typer.Context, username: str) -> None:
+    """停用账户 / Disable an account and end its sessions."""
+    _set_active(ctx, username, False)
+
+
+@users_app.command("enable")
+def users_enable(ctx: typer.Context, username: str) -> None:
+    """启用或解锁账户 / Enable or unlock an account."""
+    _set_active(ctx, username, True)
+
+
+# -- config and audit ---------------------------------------------------------------------------
+
+
+@config_app.command("show")
+def config_show(ctx: typer.Context) -> None:
+    """显示配置（隐藏密钥）/ Show the settings in force, secrets masked."""
+    config: Path | None = ctx.obj.get("config") if ctx.obj else None
+    try:
+        settings = load_settings(config)
+    except SettingsError as exc:
+        raise _fail(str(exc)) from exc
+    typer.echo(orjson.dumps(settings.masked(), option=orjson.OPT_INDENT_2).decode())
+
+
+@audit_app.command("verify")
+def audit_verify(ctx: typer.Context) -> None:
+    """校验审计哈希链 / Verify the audit log's hash chain; exit 1 naming the first bad row."""
+    from pujiang.platform import audit
+
+    context = _context(ctx)
+    try:
+        with context.db.session() as session:
+            result = audit.verify(session)
+    finally:
+        context.db.dispose()
+    if not result.ok:
+        raise _fail(f"audit log damaged at row {result.first_bad_id}: {result.reason}", 1)
+    typer.echo(f"audit log intact: {result.checked} rows; head {result.head_id} {result.head_hash}")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,1 @@
+"""The simulated city used by `pujiang demo`, the tests and the benchmarks."""

@@ -1,0 +1,38 @@
+"""What `pujiang demo` does after migrating: load the simulated city and say how to use it."""
+
+from __future__ import annotations
+
+import typer
+
+from pujiang.app import build_context
+from pujiang.demo.seed import DEMO_ACCOUNTS, seed_accounts, seed_departments
+from pujiang.settings import Settings
+
+
+def load_demo(settings: Settings) -> dict[str, str]:
+    """Load (or top up) the demo city; returns the demo logins with fresh passwords."""
+    context = build_context(settings)
+    try:
+        with context.db.session() as session:
+            seed_departments(session)
+            return seed_accounts(session, context)
+    finally:
+        context.db.dispose()
+
+
+def print_welcome(settings: Settings, logins: dict[str, str]) -> None:
+    base = f"http://{settings.host}:{settings.port}"
+    typer.echo("")
+    typer.secho("浦江 Pujiang 演示城市已就绪 / the demo city is ready", bold=True)
+    typer.echo(f"  API 文档 / API docs:   {base}/docs")
+    typer.echo(f"  OpenAPI:              {base}/openapi.json")
+    typer.echo(f"  健康检查 / health:     {base}/healthz  {base}/readyz  {base}/metrics")
+    typer.echo(f"  数据库 / database:     {settings.database_url}")
+    typer.echo("")
+    typer.echo("演示账户（密码每次启动重新生成）/ demo logins (new passwords on every start):")
+    for account in DEMO_ACCOUNTS:
+        typer.echo(f"  {account.username:<11} {logins[account.username]:<18} {account.what}")
+    typer.echo("")
+    typer.echo("获取令牌 / get a token:")
+    typer.echo(f"  curl -s -d username=admin -d 'password={logins['admin']}' {base}/api/auth/token")
+    typer.echo("")
