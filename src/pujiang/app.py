@@ -8,6 +8,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from pujiang import __version__
+from pujiang.city import api as city_api
+from pujiang.city.registries import api as registries_api
 from pujiang.platform.api import admin, audit, auth, ops
 from pujiang.platform.db import Database
 from pujiang.platform.deps import AppContext
@@ -51,7 +53,9 @@ def create_app(settings: Settings, context: AppContext | None = None) -> FastAPI
     )
     app.state.pujiang = context
     install_error_handlers(app)
-    for router in (ops.router, auth.router, admin.router, audit.router):
+    routers = (ops.router, auth.router, admin.router, audit.router, city_api.router,
+               registries_api.router)
+    for router in routers:
         app.include_router(router)
     app.add_middleware(
         RequestContextMiddleware,

@@ -44,14 +44,23 @@ PERSONAL_DATA_READ = "personal_data.read"
 # Seeing every department's data without a grant (city-wide roles).
 ALL_DEPARTMENTS = "departments.all_data"
 
+# City model (city/) and base registries (city/registries/).
+CITY_READ = "city.read"
+CITY_WRITE = "city.write"
+REGISTRY_READ = "registry.read"
+REGISTRY_WRITE = "registry.write"
+
+_STAFF = frozenset({DEPARTMENTS_READ, CITY_READ})
+
 ROLE_PERMISSIONS: dict[Role, frozenset[str]] = {
     Role.ADMIN: frozenset({ALL}),
-    Role.OPERATOR: frozenset({DEPARTMENTS_READ}),
-    Role.DISPATCHER: frozenset({DEPARTMENTS_READ}),
-    Role.HANDLER: frozenset({DEPARTMENTS_READ}),
-    Role.SUPERVISOR: frozenset({DEPARTMENTS_READ}),
-    Role.DATA_STEWARD: frozenset({DEPARTMENTS_READ, GRANTS_WRITE}),
-    Role.AUDITOR: frozenset({AUDIT_READ, USERS_READ, DEPARTMENTS_READ}),
+    Role.OPERATOR: _STAFF | {REGISTRY_READ},
+    Role.DISPATCHER: _STAFF | {REGISTRY_READ},
+    Role.HANDLER: _STAFF | {REGISTRY_READ},
+    Role.SUPERVISOR: _STAFF | {REGISTRY_READ},
+    Role.DATA_STEWARD: _STAFF
+    | {GRANTS_WRITE, CITY_WRITE, REGISTRY_READ, REGISTRY_WRITE, PERSONAL_DATA_READ},
+    Role.AUDITOR: frozenset({AUDIT_READ, USERS_READ, DEPARTMENTS_READ, CITY_READ, REGISTRY_READ}),
     Role.CITIZEN: frozenset(),
 }
 
