@@ -75,7 +75,7 @@ def pg_base_url() -> str | None:
     try:
         with probe.connect() as conn:
             conn.execute(text("SELECT 1"))
-    except Exception as exc:  # noqa: BLE001 - any failure means unreachable
+    except Exception as exc:
         message = f"PostgreSQL at PUJIANG_TEST_DATABASE_URL is not reachable: {exc}"
         pytest.exit(message, returncode=3)
     finally:

@@ -53,8 +53,14 @@ def create_app(settings: Settings, context: AppContext | None = None) -> FastAPI
     )
     app.state.pujiang = context
     install_error_handlers(app)
-    routers = (ops.router, auth.router, admin.router, audit.router, city_api.router,
-               registries_api.router)
+    routers = (
+        ops.router,
+        auth.router,
+        admin.router,
+        audit.router,
+        city_api.router,
+        registries_api.router,
+    )
     for router in routers:
         app.include_router(router)
     app.add_middleware(

@@ -109,7 +109,9 @@ def serve(
 @app.command()
 def demo(
     ctx: typer.Context,
-    serve_it: Annotated[bool, typer.Option("--serve/--no-serve", help="Serve after loading.")] = True,
+    serve_it: Annotated[
+        bool, typer.Option("--serve/--no-serve", help="Serve after loading.")
+    ] = True,
 ) -> None:
     """演示城市 / Migrate a SQLite file under ./var, load the demo city and serve it."""
     from pujiang.demo.run import load_demo, print_welcome
@@ -122,7 +124,7 @@ def demo(
         _run_server(settings)
 
 
-# -- db ---------------------------------------------------------------------------------------------
+# -- db -------------------------------------------------------------------------------------------
 
 
 @db_app.command("upgrade")
@@ -160,7 +162,7 @@ def db_current(ctx: typer.Context) -> None:
         raise _fail("not at the latest revision: run `pujiang db upgrade`", 1)
 
 
-# -- users --------------------------------------------------------------------------------------
+# -- users ----------------------------------------------------------------------------------------
 
 
 def _context(ctx: typer.Context) -> AppContext:
@@ -200,10 +202,18 @@ def users_create(
     context = _context(ctx)
     try:
         with context.db.session() as session:
-            identity.create_user(session, context, username=username, password=password,
-                                 display_name=display_name, department_code=department,
-                                 roles=role)
-            audit.append(session, actor="cli", action="users.create", target=f"principal:{username}")
+            identity.create_user(
+                session,
+                context,
+                username=username,
+                password=password,
+                display_name=display_name,
+                department_code=department,
+                roles=role,
+            )
+            audit.append(
+                session, actor="cli", action="users.create", target=f"principal:{username}"
+            )
     except Problem as exc:
         raise _fail(exc.detail) from exc
     finally:
@@ -223,8 +233,10 @@ def users_list(ctx: typer.Context) -> None:
             for row in rows:
                 state = "active" if row.is_active else "disabled"
                 department = row.department.code if row.department else "-"
-                typer.echo(f"{row.username:<24} {row.kind:<8} {department:<14} {state:<9} "
-                           f"{','.join(row.roles)}")
+                typer.echo(
+                    f"{row.username:<24} {row.kind:<8} {department:<14} {state:<9} "
+                    f"{','.join(row.roles)}"
+                )
     finally:
         context.db.dispose()
 
@@ -236,8 +248,12 @@ def _set_active(ctx: typer.Context, username: str, active: bool) -> None:
     try:
         with context.db.session() as session:
             identity.set_active(session, username, active)
-            audit.append(session, actor="cli", action="users.enable" if active else "users.disable",
-                         target=f"principal:{username}")
+            audit.append(
+                session,
+                actor="cli",
+                action="users.enable" if active else "users.disable",
+                target=f"principal:{username}",
+            )
     except Problem as exc:
         raise _fail(exc.detail) from exc
     finally:
@@ -257,7 +273,7 @@ def users_enable(ctx: typer.Context, username: str) -> None:
     _set_active(ctx, username, True)
 
 
-# -- config and audit ---------------------------------------------------------------------------
+# -- config and audit -----------------------------------------------------------------------------
 
 
 @config_app.command("show")

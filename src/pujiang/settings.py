@@ -39,7 +39,7 @@ class Settings(BaseSettings):
 
     mode: Mode = Mode.DEVELOPMENT
     database_url: str = "sqlite:///var/pujiang.db"
-    secret_key: SecretStr = SecretStr(DEV_SECRET)
+    secret_key: SecretStr = SecretStr(DEV_SECRET)  # refused outside development
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     log_level: str = "INFO"
@@ -64,7 +64,9 @@ class Settings(BaseSettings):
     def _level(cls, value: str) -> str:
         level = value.upper()
         if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
-            raise ValueError(f"log_level must be DEBUG, INFO, WARNING, ERROR or CRITICAL, not {value!r}")
+            raise ValueError(
+                f"log_level must be DEBUG, INFO, WARNING, ERROR or CRITICAL, not {value!r}"
+            )
         return level
 
     @field_validator("database_url")
@@ -98,16 +100,17 @@ class Settings(BaseSettings):
         secret = self.secret_key.get_secret_value()
         if secret.lower() in _WEAK_SECRETS or len(secret) < MIN_SECRET_LENGTH:
             raise SettingsError(
-                f"PUJIANG_SECRET_KEY is unset or weak in {self.mode.value} mode: set it to a random "
-                f"value of at least {MIN_SECRET_LENGTH} characters, e.g. "
+                f"PUJIANG_SECRET_KEY is unset or weak in {self.mode.value} mode: set it to a "
+                f"random value of at least {MIN_SECRET_LENGTH} characters, e.g. "
                 "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`. "
-                f"（{self.mode.value} 模式下必须设置至少 {MIN_SECRET_LENGTH} 位的随机 PUJIANG_SECRET_KEY）"
+                f"（{self.mode.value} 模式下必须设置至少 {MIN_SECRET_LENGTH} 位的随机 "
+                "PUJIANG_SECRET_KEY）"
             )
 
     def masked(self) -> dict[str, Any]:
         """Settings as plain data with secrets and database passwords hidden, for `config show`."""
         data = self.model_dump(mode="json")
-        data["secret_key"] = "********"
+        data["secret_key"] = "********"  # noqa: S105 - the mask, not a secret
         data["database_url"] = mask_url_password(self.database_url)
         if self.mqtt_url:
             data["mqtt_url"] = mask_url_password(self.mqtt_url)

@@ -21,7 +21,9 @@ class DistrictFact:
 
 @cache
 def districts() -> tuple[DistrictFact, ...]:
-    raw = json.loads(resources.files("pujiang.city").joinpath("data/districts.json").read_text("utf-8"))
+    raw = json.loads(
+        resources.files("pujiang.city").joinpath("data/districts.json").read_text("utf-8")
+    )
     return tuple(
         DistrictFact(
             code=d["code"],

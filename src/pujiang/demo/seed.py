@@ -53,9 +53,13 @@ class DemoAccount:
 DEMO_ACCOUNTS: tuple[DemoAccount, ...] = (
     DemoAccount("admin", "系统管理员", "DSJ", (Role.ADMIN,), "全部权限 / everything"),
     DemoAccount("operator", "李热线", "RX12345", (Role.OPERATOR,), "12345 坐席 / hotline operator"),
-    DemoAccount("dispatcher", "王派遣", "310101-CYZX", (Role.DISPATCHER,), "黄浦区派遣 / dispatcher"),
+    DemoAccount(
+        "dispatcher", "王派遣", "310101-CYZX", (Role.DISPATCHER,), "黄浦区派遣 / dispatcher"
+    ),
     DemoAccount("handler", "张处置", "310101-CGZF", (Role.HANDLER,), "黄浦区城管 / handler"),
-    DemoAccount("supervisor", "赵监督", "310101-CYZX", (Role.SUPERVISOR,), "网格监督员 / supervisor"),
+    DemoAccount(
+        "supervisor", "赵监督", "310101-CYZX", (Role.SUPERVISOR,), "网格监督员 / supervisor"
+    ),
     DemoAccount("steward", "陈数据", "DSJ", (Role.DATA_STEWARD,), "数据管理员 / data steward"),
     DemoAccount("auditor", "周审计", "DSJ", (Role.AUDITOR,), "审计员 / auditor"),
 )

@@ -20,7 +20,7 @@ from pujiang.platform.models import AccessGrant, Department
 from pujiang.platform.roles import ALL_DEPARTMENTS
 from pujiang.platform.security import CurrentPrincipal
 
-T = TypeVar("T", bound=tuple[Any, ...])
+Q = TypeVar("Q", bound=Select[Any])
 
 register(
     {
@@ -30,13 +30,14 @@ register(
             "{kind} {resource_id} belongs to another department and is granted read-only",
         ),
         "access.grant_self": (
-            "不能向本部门授权", "A department cannot be granted its own data",
+            "不能向本部门授权",
+            "A department cannot be granted its own data",
         ),
     }
 )
 
 
-def _live_grants(principal: CurrentPrincipal, kind: str, now: datetime) -> Select[tuple[AccessGrant]]:
+def _live_grants(principal: CurrentPrincipal, kind: str, now: datetime) -> Select[AccessGrant]:
     return select(AccessGrant).where(
         AccessGrant.grantee_department_id == principal.department_id,
         AccessGrant.kind == kind,
@@ -68,12 +69,12 @@ def visibility_filter(
 
 def scope_query(
     session: Session,
-    query: Select[T],
+    query: Q,
     principal: CurrentPrincipal,
     kind: str,
     owner_column: ColumnElement[Any],
     id_column: ColumnElement[Any] | None = None,
-) -> Select[T]:
+) -> Q:
     clause = visibility_filter(session, principal, kind, owner_column, id_column)
     return query if clause is None else query.where(clause)
 

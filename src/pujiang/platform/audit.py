@@ -92,12 +92,15 @@ def append(
         entry_id=last_id, occurred_at=occurred_at, detail=detail, prev_hash=prev_hash, **fields
     )
     entry = AuditEntry(
-        id=last_id, occurred_at=occurred_at, detail=detail, prev_hash=prev_hash, hash=digest, **fields
+        id=last_id,
+        occurred_at=occurred_at,
+        detail=detail,
+        prev_hash=prev_hash,
+        hash=digest,
+        **fields,
     )
     session.add(entry)
-    session.execute(
-        update(AuditHead).where(AuditHead.name == HEAD_NAME).values(last_hash=digest)
-    )
+    session.execute(update(AuditHead).where(AuditHead.name == HEAD_NAME).values(last_hash=digest))
     return entry
 
 
@@ -140,12 +143,15 @@ def verify(session: Session) -> Verification:
 
     for row in _rows(session):
         if row.id > head.last_id:
-            return bad(row.id, f"row {row.id} lies beyond the recorded head {head.last_id}: inserted")
+            return bad(
+                row.id, f"row {row.id} lies beyond the recorded head {head.last_id}: inserted"
+            )
         if row.id != expected_id:
             return bad(row.id, f"rows {expected_id}..{row.id - 1} are missing before row {row.id}")
         if row.prev_hash != prev_hash:
             return bad(
-                row.id, f"row {row.id} does not link to the row before it: a row was removed, "
+                row.id,
+                f"row {row.id} does not link to the row before it: a row was removed, "
                 "inserted or altered just before it",
             )
         computed = entry_hash(

@@ -100,7 +100,7 @@ class Database:
         try:
             with self.engine.connect() as conn:
                 conn.execute(text("SELECT 1"))
-        except Exception:  # noqa: BLE001 - any failure means "not reachable"
+        except Exception:
             return False
         return True
 
@@ -108,7 +108,7 @@ class Database:
         self.engine.dispose()
 
 
-# -- migrations ------------------------------------------------------------------------------
+# -- migrations -----------------------------------------------------------------------------------
 
 
 def alembic_config(url: str) -> Config:
@@ -152,7 +152,7 @@ def migrations_current(database: Database) -> bool:
         return current_revisions(conn) == head_revisions()
 
 
-# -- portable column types ---------------------------------------------------------------------
+# -- portable column types ------------------------------------------------------------------------
 
 
 class UtcDateTime(TypeDecorator[datetime]):

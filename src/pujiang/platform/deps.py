@@ -163,7 +163,7 @@ def authenticate_request(
 
 
 def require(permission: str) -> Callable[..., CurrentPrincipal]:
-    """A dependency that admits callers holding `permission` (or AUTHENTICATED: anyone signed in)."""
+    """A dependency admitting callers who hold `permission` (AUTHENTICATED: anyone signed in)."""
 
     def check(
         request: Request,

@@ -8,7 +8,7 @@ plain 500 problem: a traceback never reaches a client.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from fastapi import FastAPI, Request
@@ -124,21 +124,29 @@ def describe_validation_errors(errors: list[dict[str, Any]]) -> list[dict[str, A
             message = translate("error.invalid_json", reason=reason)
         else:
             reason = str(err.get("msg", "")).removeprefix("Value error, ")
-            message = translate("error.field_invalid", field=field, value=_short(value), reason=reason)
+            message = translate(
+                "error.field_invalid", field=field, value=_short(value), reason=reason
+            )
         described.append({"field": field, "value": value, "message": message})
     return described
 
 
 async def _problem_handler(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, Problem)
+    problem = cast(Problem, exc)
     return problem_response(
-        exc.status, exc.slug, exc.detail, request=request, headers=exc.headers, **exc.extra
+        problem.status,
+        problem.slug,
+        problem.detail,
+        request=request,
+        headers=problem.headers,
+        **problem.extra,
     )
 
 
 async def _validation_handler(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, RequestValidationError)
-    errors = describe_validation_errors([dict(e) for e in exc.errors()])
+    errors = describe_validation_errors(
+        [dict(e) for e in cast(RequestValidationError, exc).errors()]
+    )
     detail = "; ".join(e["message"] for e in errors)
     safe_errors = [{**e, "value": _jsonable(e["value"])} for e in errors]
     return problem_response(422, "validation-error", detail, request=request, errors=safe_errors)
@@ -153,7 +161,7 @@ def _jsonable(value: Any) -> Any:
 
 
 async def _http_handler(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, StarletteHTTPException)
+    exc = cast(StarletteHTTPException, exc)
     status = exc.status_code
     slug = _STATUS_SLUGS.get(status, "bad-request" if status < 500 else "internal-error")
     if status == 404 and exc.detail == "Not Found":
@@ -162,7 +170,8 @@ async def _http_handler(request: Request, exc: Exception) -> Response:
         detail = translate("error.method_not_allowed", path=request.url.path, method=request.method)
     else:
         detail = str(exc.detail)
-    return problem_response(status, slug, detail, request=request, headers=exc.headers)
+    headers = dict(exc.headers) if exc.headers else None
+    return problem_response(status, slug, detail, request=request, headers=headers)
 
 
 def install_error_handlers(app: FastAPI) -> None:

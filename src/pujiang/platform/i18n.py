@@ -98,6 +98,9 @@ register(
             "不允许的字段 {field}（值 {value}）",
             "Unknown field {field} (value {value}) is not allowed",
         ),
-        "error.invalid_json": ("请求体不是有效的 JSON：{reason}", "Body is not valid JSON: {reason}"),
+        "error.invalid_json": (
+            "请求体不是有效的 JSON：{reason}",
+            "Body is not valid JSON: {reason}",
+        ),
     }
 )

@@ -57,7 +57,10 @@ register(
             "角色 {value} 不存在；可用角色：{roles}",
             "Unknown role {value}; roles are: {roles}",
         ),
-        "identity.department_unknown": ("部门代码 {value} 不存在", "No department with code {value}"),
+        "identity.department_unknown": (
+            "部门代码 {value} 不存在",
+            "No department with code {value}",
+        ),
         "identity.department_code_format": (
             "部门代码 {value} 无效：须为 2–64 位字母、数字、下划线或连字符",
             "Department code {value} is invalid: use 2–64 letters, digits, '_' or '-'",
@@ -97,7 +100,7 @@ register(
 )
 
 
-# -- departments ---------------------------------------------------------------------------------
+# -- departments ----------------------------------------------------------------------------------
 
 
 def get_department(session: Session, code: str) -> Department:
@@ -139,7 +142,7 @@ def list_departments(session: Session) -> list[Department]:
     return list(session.scalars(select(Department).order_by(Department.code)))
 
 
-# -- principals ----------------------------------------------------------------------------------
+# -- principals -----------------------------------------------------------------------------------
 
 
 def _check_roles(roles: list[str]) -> list[str]:
@@ -296,7 +299,7 @@ def current_of(principal: Principal) -> CurrentPrincipal:
     )
 
 
-# -- API keys ------------------------------------------------------------------------------------
+# -- API keys -------------------------------------------------------------------------------------
 
 
 def issue_api_key(
@@ -324,7 +327,7 @@ def revoke_api_key(session: Session, principal: Principal, key_id: int) -> ApiKe
     return row
 
 
-# -- signing in ----------------------------------------------------------------------------------
+# -- signing in -----------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -336,8 +339,13 @@ class TokenPair:
 
 
 def _security_event(
-    session: Session, principal: Principal | None, username: str, action: str, request_id: str,
-    outcome: audit.Outcome = audit.Outcome.DENIED, **detail: object,
+    session: Session,
+    principal: Principal | None,
+    username: str,
+    action: str,
+    request_id: str,
+    outcome: audit.Outcome = audit.Outcome.DENIED,
+    **detail: object,
 ) -> None:
     audit.append(
         session,
@@ -355,7 +363,9 @@ def _throttle(principal: Principal, settings: Settings, now: datetime) -> Proble
     if principal.locked_until is not None and principal.locked_until > now:
         until = principal.locked_until.strftime("%Y-%m-%d %H:%M:%S")
         problem = Problem.of(423, "account-locked", "identity.account_locked", until=until)
-        problem.headers["Retry-After"] = str(int((principal.locked_until - now).total_seconds()) + 1)
+        problem.headers["Retry-After"] = str(
+            int((principal.locked_until - now).total_seconds()) + 1
+        )
         return problem
     over = principal.failed_logins - settings.login_slow_after
     if over >= 0 and principal.last_failed_login_at is not None:
@@ -374,11 +384,14 @@ def _record_failure(principal: Principal, settings: Settings, now: datetime) -> 
     principal.last_failed_login_at = now
     if principal.failed_logins >= settings.login_lock_after:
         principal.locked_until = now + timedelta(minutes=settings.login_lock_minutes)
-        return _throttle(principal, settings, now) or Problem.of(401, "invalid-credentials",
-                                                                 "identity.login_failed")
+        return _throttle(principal, settings, now) or Problem.of(
+            401, "invalid-credentials", "identity.login_failed"
+        )
     left = settings.login_lock_after - principal.failed_logins
-    key = "identity.login_failed_warn" if principal.failed_logins >= settings.login_slow_after else (
-        "identity.login_failed"
+    key = (
+        "identity.login_failed_warn"
+        if principal.failed_logins >= settings.login_slow_after
+        else ("identity.login_failed")
     )
     return Problem.of(401, "invalid-credentials", key, left=left)
 
@@ -402,13 +415,19 @@ def login_with_password(
         return None, Problem.of(401, "invalid-credentials", "identity.login_failed")
     blocked = _throttle(principal, context.settings, now)
     if blocked is not None:
-        _security_event(session, principal, username, "auth.login", request_id,
-                        reason=blocked.slug)
+        _security_event(session, principal, username, "auth.login", request_id, reason=blocked.slug)
         return None, blocked
     if not context.passwords.verify(principal.password_hash, password):
         problem = _record_failure(principal, context.settings, now)
-        _security_event(session, principal, username, "auth.login", request_id,
-                        reason=problem.slug, failures=principal.failed_logins)
+        _security_event(
+            session,
+            principal,
+            username,
+            "auth.login",
+            request_id,
+            reason=problem.slug,
+            failures=principal.failed_logins,
+        )
         return None, problem
     if not principal.is_active:
         _security_event(session, principal, username, "auth.login", request_id, reason="disabled")
@@ -422,14 +441,19 @@ def login_with_password(
 
 def login_with_client_secret(
     session: Session, client_id: str, client_secret: str, request_id: str = ""
-) -> Principal:
-    """OAuth2 client credentials: a service account's name and one of its API keys."""
+) -> tuple[Principal | None, Problem | None]:
+    """OAuth2 client credentials: a service account's name and one of its API keys.
+
+    Like `login_with_password`, the caller commits either way so failures stay audited.
+    """
     principal = principal_from_api_key(session, client_secret)
     if principal is None or principal.username != client_id:
-        raise Problem.of(401, "invalid-credentials", "identity.client_invalid")
-    _security_event(session, principal, client_id, "auth.client_credentials", request_id,
-                    audit.Outcome.SUCCESS)
-    return principal
+        _security_event(session, None, client_id, "auth.client_credentials", request_id)
+        return None, Problem.of(401, "invalid-credentials", "identity.client_invalid")
+    _security_event(
+        session, principal, client_id, "auth.client_credentials", request_id, audit.Outcome.SUCCESS
+    )
+    return principal, None
 
 
 def issue_tokens(session: Session, context: AppContext, principal: Principal) -> TokenPair:

@@ -43,7 +43,9 @@ def configure_logging(level: str = "INFO", *, json_lines: bool = True) -> None:
     """Point the root logger (and uvicorn's) at stderr in one format."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
-        JsonFormatter() if json_lines else TextFormatter("%(asctime)s %(levelname)s %(name)s %(message)s")
+        JsonFormatter()
+        if json_lines
+        else TextFormatter("%(asctime)s %(levelname)s %(name)s %(message)s")
     )
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -13,6 +13,7 @@ import uuid
 from typing import Any
 
 import anyio
+import orjson
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -34,26 +35,29 @@ class HttpMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
-            "pujiang_http_requests", "HTTP requests", ["method", "route", "status"],
+            "pujiang_http_requests",
+            "HTTP requests",
+            ["method", "route", "status"],
             registry=self.registry,
         )
         self.latency = Histogram(
-            "pujiang_http_request_duration_seconds", "HTTP request latency", ["method", "route"],
+            "pujiang_http_request_duration_seconds",
+            "HTTP request latency",
+            ["method", "route"],
             registry=self.registry,
             buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
         )
         self.errors = Counter(
-            "pujiang_http_errors", "HTTP replies with status >= 500", ["route"],
+            "pujiang_http_errors",
+            "HTTP replies with status >= 500",
+            ["route"],
             registry=self.registry,
         )
         self.audit_failures = Counter(
-            "pujiang_audit_write_failures", "Audit entries that could not be written",
+            "pujiang_audit_write_failures",
+            "Audit entries that could not be written",
             registry=self.registry,
         )
-
-
-class BodyTooLarge(Exception):
-    pass
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -97,7 +101,9 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
         client_id = _header(scope, b"x-request-id")
-        request_id = client_id if client_id and _CLIENT_REQUEST_ID.match(client_id) else uuid.uuid4().hex
+        request_id = (
+            client_id if client_id and _CLIENT_REQUEST_ID.match(client_id) else uuid.uuid4().hex
+        )
         scope.setdefault("state", {})["request_id"] = request_id
         id_token = request_id_var.set(request_id)
         lang_token = current_language.set(
@@ -106,9 +112,12 @@ class RequestContextMiddleware:
         started = time.perf_counter()
         status = 500
         response_started = False
+        too_large = False
 
         async def send_with_id(message: Message) -> None:
             nonlocal status, response_started
+            if too_large and response_started:
+                return  # the 413 has gone out; drop whatever the app still says
             if message["type"] == "http.response.start":
                 response_started = True
                 status = message["status"]
@@ -117,51 +126,61 @@ class RequestContextMiddleware:
                 message = {**message, "headers": headers}
             await send(message)
 
+        async def reject_too_large() -> None:
+            nonlocal too_large
+            if not response_started:
+                detail = translate("error.body_too_large", limit=self.max_body_bytes)
+                await self._problem(send_with_id, 413, "payload-too-large", scope, detail)
+            too_large = True
+
+        received = 0
+
+        async def limited_receive() -> Message:
+            # Count what arrives (a client may send no Content-Length); past the limit answer
+            # 413 at once and tell the app the client left, so it stops reading.
+            nonlocal received
+            if too_large:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes:
+                    await reject_too_large()
+                    return {"type": "http.disconnect"}
+            return message
+
         try:
             declared = _header(scope, b"content-length")
             if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
-                raise BodyTooLarge
-            await self.app(scope, self._limited(receive), send_with_id)
-        except BodyTooLarge:
-            if not response_started:
-                await self._problem(send_with_id, 413, "payload-too-large", scope,
-                                    translate("error.body_too_large", limit=self.max_body_bytes))
+                await reject_too_large()
+            else:
+                await self.app(scope, limited_receive, send_with_id)
         except Exception:
-            log.exception("unhandled error on %s %s", scope["method"], scope["path"])
-            if not response_started:
-                await self._problem(send_with_id, 500, "internal-error", scope,
-                                    translate("error.internal", request_id=request_id))
+            if not too_large:
+                log.exception("unhandled error on %s %s", scope["method"], scope["path"])
+                if not response_started:
+                    detail = translate("error.internal", request_id=request_id)
+                    await self._problem(send_with_id, 500, "internal-error", scope, detail)
         finally:
             elapsed = time.perf_counter() - started
             await self._after(scope, status, elapsed, request_id)
             request_id_var.reset(id_token)
             current_language.reset(lang_token)
 
-    def _limited(self, receive: Receive) -> Receive:
-        received = 0
-
-        async def counted() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_body_bytes:
-                    raise BodyTooLarge
-            return message
-
-        return counted
-
     @staticmethod
     async def _problem(send: Send, status: int, slug: str, scope: Scope, detail: str) -> None:
-        import orjson
 
         body = orjson.dumps(problem_body(status, slug, detail, scope.get("path")))
-        await send({
-            "type": "http.response.start",
-            "status": status,
-            "headers": [(b"content-type", b"application/problem+json"),
-                        (b"content-length", str(len(body)).encode())],
-        })
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"application/problem+json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
     async def _after(self, scope: Scope, status: int, elapsed: float, request_id: str) -> None:
@@ -171,9 +190,18 @@ class RequestContextMiddleware:
         if status >= 500:
             self.metrics.errors.labels(route).inc()
         log.info(
-            "%s %s %s %.1fms", method, scope["path"], status, elapsed * 1000,
-            extra={"method": method, "path": scope["path"], "status": status,
-                   "duration_ms": round(elapsed * 1000, 2), "route": route},
+            "%s %s %s %.1fms",
+            method,
+            scope["path"],
+            status,
+            elapsed * 1000,
+            extra={
+                "method": method,
+                "path": scope["path"],
+                "status": status,
+                "duration_ms": round(elapsed * 1000, 2),
+                "route": route,
+            },
         )
         if method in STATE_CHANGING and not getattr(scope.get("route"), "audit_exempt", False):
             await anyio.to_thread.run_sync(self._audit, scope, method, route, status, request_id)

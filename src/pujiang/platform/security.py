@@ -94,7 +94,7 @@ def sha256_hex(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
 
 
-# -- API keys: "pjk_<prefix>_<secret>"; the prefix finds the row, the secret is compared hashed.
+# -- API keys: "pjk_<prefix>_<secret>"; the prefix finds the row, the secret is compared hashed. ---
 
 
 def new_api_key() -> tuple[str, str, str]:
@@ -115,7 +115,7 @@ def api_key_matches(secret: str, secret_hash: str) -> bool:
     return hmac.compare_digest(sha256_hex(secret), secret_hash)
 
 
-# -- tokens --------------------------------------------------------------------------------------
+# -- tokens ---------------------------------------------------------------------------------------
 
 
 def issue_access_token(

@@ -9,10 +9,16 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from pujiang.platform import access, identity
-from pujiang.platform.deps import DbSession, Context, require
+from pujiang.platform.deps import Context, DbSession, require
 from pujiang.platform.errors import Problem
 from pujiang.platform.identifiers import mask_name
-from pujiang.platform.models import AccessGrant, ApiKey, Department, Principal, PrincipalKind, PrincipalRole
+from pujiang.platform.models import (
+    AccessGrant,
+    ApiKey,
+    Department,
+    Principal,
+    PrincipalKind,
+)
 from pujiang.platform.privacy import may_see_personal, record_unmasked_read
 from pujiang.platform.roles import (
     ALL_DEPARTMENTS,
@@ -55,17 +61,22 @@ def _principal_out(principal: Principal, *, reveal: bool) -> PrincipalOut:
     )
 
 
-def _reveal(session: Session, request: Request, caller: CurrentPrincipal, rows: list[Principal]) -> bool:
+def _reveal(
+    session: Session, request: Request, caller: CurrentPrincipal, rows: list[Principal]
+) -> bool:
     reveal = may_see_personal(caller)
     if reveal and any(row.display_name for row in rows):
         record_unmasked_read(
-            session, caller, what="principals.display_name",
-            targets=[row.username for row in rows], request_id=request.state.request_id,
+            session,
+            caller,
+            what="principals.display_name",
+            targets=[row.username for row in rows],
+            request_id=request.state.request_id,
         )
     return reveal
 
 
-# -- departments -----------------------------------------------------------------------------------
+# -- departments ----------------------------------------------------------------------------------
 
 
 @router.get("/departments", response_model=list[DepartmentOut], summary="部门列表 / Departments")
@@ -75,8 +86,12 @@ def list_departments(
     return identity.list_departments(session)
 
 
-@router.post("/departments", response_model=DepartmentOut, status_code=status.HTTP_201_CREATED,
-             summary="新建部门 / Create a department")
+@router.post(
+    "/departments",
+    response_model=DepartmentOut,
+    status_code=status.HTTP_201_CREATED,
+    summary="新建部门 / Create a department",
+)
 def create_department(
     body: DepartmentIn,
     request: Request,
@@ -87,7 +102,7 @@ def create_department(
     return identity.create_department(session, **body.model_dump())
 
 
-# -- users -----------------------------------------------------------------------------------------
+# -- users ----------------------------------------------------------------------------------------
 
 
 @router.get("/users", response_model=list[PrincipalOut], summary="账户列表 / Accounts")
@@ -103,8 +118,12 @@ def list_users(
     return [_principal_out(row, reveal=reveal) for row in rows]
 
 
-@router.post("/users", response_model=PrincipalOut, status_code=status.HTTP_201_CREATED,
-             summary="新建用户 / Create a user")
+@router.post(
+    "/users",
+    response_model=PrincipalOut,
+    status_code=status.HTTP_201_CREATED,
+    summary="新建用户 / Create a user",
+)
 def create_user(
     body: UserIn,
     request: Request,
@@ -128,7 +147,9 @@ def get_user(
     return _principal_out(row, reveal=_reveal(session, request, caller, [row]))
 
 
-@router.patch("/users/{username}", response_model=PrincipalOut, summary="修改账户 / Change an account")
+@router.patch(
+    "/users/{username}", response_model=PrincipalOut, summary="修改账户 / Change an account"
+)
 def patch_user(
     username: str,
     body: UserPatch,
@@ -138,26 +159,40 @@ def patch_user(
     _: Annotated[CurrentPrincipal, Depends(require(USERS_WRITE))],
 ) -> PrincipalOut:
     request.state.audit_target = f"principal:{username}"
-    request.state.audit_detail = {"changed": sorted(body.model_fields_set - {"password"})
-                                  + (["password"] if body.password else [])}
-    row = identity.update_principal(session, context, username, **body.model_dump(exclude_unset=True))
+    request.state.audit_detail = {
+        "changed": sorted(body.model_fields_set - {"password"})
+        + (["password"] if body.password else [])
+    }
+    row = identity.update_principal(
+        session, context, username, **body.model_dump(exclude_unset=True)
+    )
     return _principal_out(row, reveal=True)
 
 
-@router.post("/users/{username}/disable", response_model=PrincipalOut,
-             summary="停用账户 / Disable an account")
+@router.post(
+    "/users/{username}/disable",
+    response_model=PrincipalOut,
+    summary="停用账户 / Disable an account",
+)
 def disable_user(
-    username: str, request: Request, session: DbSession,
+    username: str,
+    request: Request,
+    session: DbSession,
     _: Annotated[CurrentPrincipal, Depends(require(USERS_WRITE))],
 ) -> PrincipalOut:
     request.state.audit_target = f"principal:{username}"
     return _principal_out(identity.set_active(session, username, False), reveal=True)
 
 
-@router.post("/users/{username}/enable", response_model=PrincipalOut,
-             summary="启用或解锁账户 / Enable or unlock an account")
+@router.post(
+    "/users/{username}/enable",
+    response_model=PrincipalOut,
+    summary="启用或解锁账户 / Enable or unlock an account",
+)
 def enable_user(
-    username: str, request: Request, session: DbSession,
+    username: str,
+    request: Request,
+    session: DbSession,
     _: Annotated[CurrentPrincipal, Depends(require(USERS_WRITE))],
 ) -> PrincipalOut:
     request.state.audit_target = f"principal:{username}"
@@ -171,20 +206,29 @@ def _key_out(row: ApiKey) -> ApiKeyOut:
     return ApiKeyOut.model_validate(row, from_attributes=True)
 
 
-@router.post("/service-accounts", response_model=ServiceAccountOut,
-             status_code=status.HTTP_201_CREATED,
-             summary="新建服务账户（密钥只显示一次）/ Create a service account (key shown once)")
+@router.post(
+    "/service-accounts",
+    response_model=ServiceAccountOut,
+    status_code=status.HTTP_201_CREATED,
+    summary="新建服务账户（密钥只显示一次）/ Create a service account (key shown once)",
+)
 def create_service_account(
-    body: ServiceAccountIn, request: Request, session: DbSession,
+    body: ServiceAccountIn,
+    request: Request,
+    session: DbSession,
     _: Annotated[CurrentPrincipal, Depends(require(USERS_WRITE))],
 ) -> ServiceAccountOut:
     request.state.audit_target = f"principal:{body.name}"
     account = identity.create_service_account(
-        session, name=body.name, display_name=body.display_name,
-        department_code=body.department_code, roles=body.roles,
+        session,
+        name=body.name,
+        display_name=body.display_name,
+        department_code=body.department_code,
+        roles=body.roles,
     )
-    row, key = identity.issue_api_key(session, account, label=body.key_label,
-                                      expires_at=body.key_expires_at)
+    row, key = identity.issue_api_key(
+        session, account, label=body.key_label, expires_at=body.key_expires_at
+    )
     return ServiceAccountOut(
         account=_principal_out(account, reveal=True),
         api_key=NewApiKeyOut(**_key_out(row).model_dump(), key=key),
@@ -198,33 +242,51 @@ def _service_account(session: Session, name: str) -> Principal:
     return account
 
 
-@router.get("/service-accounts/{name}/keys", response_model=list[ApiKeyOut],
-            summary="服务账户的密钥 / A service account's keys")
+@router.get(
+    "/service-accounts/{name}/keys",
+    response_model=list[ApiKeyOut],
+    summary="服务账户的密钥 / A service account's keys",
+)
 def list_keys(
     name: str, session: DbSession, _: Annotated[CurrentPrincipal, Depends(require(USERS_READ))]
 ) -> list[ApiKeyOut]:
     account = _service_account(session, name)
-    rows = session.scalars(select(ApiKey).where(ApiKey.principal_id == account.id).order_by(ApiKey.id))
+    rows = session.scalars(
+        select(ApiKey).where(ApiKey.principal_id == account.id).order_by(ApiKey.id)
+    )
     return [_key_out(row) for row in rows]
 
 
-@router.post("/service-accounts/{name}/keys", response_model=NewApiKeyOut,
-             status_code=status.HTTP_201_CREATED,
-             summary="新增密钥（只显示一次）/ Add a key (shown once)")
+@router.post(
+    "/service-accounts/{name}/keys",
+    response_model=NewApiKeyOut,
+    status_code=status.HTTP_201_CREATED,
+    summary="新增密钥（只显示一次）/ Add a key (shown once)",
+)
 def add_key(
-    name: str, body: ApiKeyIn, request: Request, session: DbSession,
+    name: str,
+    body: ApiKeyIn,
+    request: Request,
+    session: DbSession,
     _: Annotated[CurrentPrincipal, Depends(require(USERS_WRITE))],
 ) -> NewApiKeyOut:
     request.state.audit_target = f"principal:{name}"
-    row, key = identity.issue_api_key(session, _service_account(session, name),
-                                      label=body.label, expires_at=body.expires_at)
+    row, key = identity.issue_api_key(
+        session, _service_account(session, name), label=body.label, expires_at=body.expires_at
+    )
     return NewApiKeyOut(**_key_out(row).model_dump(), key=key)
 
 
-@router.delete("/service-accounts/{name}/keys/{key_id}", response_model=ApiKeyOut,
-               summary="撤销密钥 / Revoke a key")
+@router.delete(
+    "/service-accounts/{name}/keys/{key_id}",
+    response_model=ApiKeyOut,
+    summary="撤销密钥 / Revoke a key",
+)
 def revoke_key(
-    name: str, key_id: int, request: Request, session: DbSession,
+    name: str,
+    key_id: int,
+    request: Request,
+    session: DbSession,
     _: Annotated[CurrentPrincipal, Depends(require(USERS_WRITE))],
 ) -> ApiKeyOut:
     request.state.audit_target = f"api_key:{key_id}"
@@ -235,21 +297,26 @@ def revoke_key(
 
 
 def _grant_out(session: Session, row: AccessGrant) -> GrantOut:
-    codes = dict(session.execute(select(Department.id, Department.code)).tuples().all())
     return GrantOut(
         id=row.id,
-        owner_department_code=codes[row.owner_department_id],
-        grantee_department_code=codes[row.grantee_department_id],
-        kind=row.kind, resource_id=row.resource_id, can_write=row.can_write,
-        expires_at=row.expires_at, revoked_at=row.revoked_at,
-        created_by=row.created_by, created_at=row.created_at,
+        owner_department_code=session.get_one(Department, row.owner_department_id).code,
+        grantee_department_code=session.get_one(Department, row.grantee_department_id).code,
+        kind=row.kind,
+        resource_id=row.resource_id,
+        can_write=row.can_write,
+        expires_at=row.expires_at,
+        revoked_at=row.revoked_at,
+        created_by=row.created_by,
+        created_at=row.created_at,
     )
 
 
 def _ensure_owner(caller: CurrentPrincipal, owner: Department) -> None:
     # Only the owning department (or a city-wide role) may share its data.
     if not caller.can(ALL_DEPARTMENTS) and caller.department_id != owner.id:
-        raise Problem.of(403, "forbidden", "auth.forbidden", permission=f"{GRANTS_WRITE}@{owner.code}")
+        raise Problem.of(
+            403, "forbidden", "auth.forbidden", permission=f"{GRANTS_WRITE}@{owner.code}"
+        )
 
 
 @router.get("/grants", response_model=list[GrantOut], summary="数据授权 / Access grants")
@@ -262,18 +329,29 @@ def list_grants(
     return [_grant_out(session, row) for row in session.scalars(query)]
 
 
-@router.post("/grants", response_model=GrantOut, status_code=status.HTTP_201_CREATED,
-             summary="授权其他部门访问本部门数据 / Grant another department access")
+@router.post(
+    "/grants",
+    response_model=GrantOut,
+    status_code=status.HTTP_201_CREATED,
+    summary="授权其他部门访问本部门数据 / Grant another department access",
+)
 def create_grant(
-    body: GrantIn, request: Request, session: DbSession,
+    body: GrantIn,
+    request: Request,
+    session: DbSession,
     caller: Annotated[CurrentPrincipal, Depends(require(GRANTS_WRITE))],
 ) -> GrantOut:
     owner = identity.get_department(session, body.owner_department_code)
     _ensure_owner(caller, owner)
     row = access.grant(
-        session, owner=owner, grantee=identity.get_department(session, body.grantee_department_code),
-        kind=body.kind, created_by=caller.username, resource_id=body.resource_id,
-        can_write=body.can_write, expires_at=body.expires_at,
+        session,
+        owner=owner,
+        grantee=identity.get_department(session, body.grantee_department_code),
+        kind=body.kind,
+        created_by=caller.username,
+        resource_id=body.resource_id,
+        can_write=body.can_write,
+        expires_at=body.expires_at,
     )
     request.state.audit_target = f"grant:{row.id}"
     return _grant_out(session, row)
@@ -281,7 +359,9 @@ def create_grant(
 
 @router.delete("/grants/{grant_id}", response_model=GrantOut, summary="撤销授权 / Revoke a grant")
 def revoke_grant(
-    grant_id: int, request: Request, session: DbSession,
+    grant_id: int,
+    request: Request,
+    session: DbSession,
     caller: Annotated[CurrentPrincipal, Depends(require(GRANTS_WRITE))],
 ) -> GrantOut:
     row = session.get(AccessGrant, grant_id)

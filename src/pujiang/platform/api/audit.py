@@ -32,8 +32,12 @@ def read_log(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> AuditPage:
     query = select(AuditEntry).where(AuditEntry.id > after_id).order_by(AuditEntry.id).limit(limit)
-    filters = {AuditEntry.actor: actor, AuditEntry.action: action,
-               AuditEntry.outcome: outcome, AuditEntry.request_id: request_id}
+    filters = {
+        AuditEntry.actor: actor,
+        AuditEntry.action: action,
+        AuditEntry.outcome: outcome,
+        AuditEntry.request_id: request_id,
+    }
     for column, value in filters.items():
         if value is not None:
             query = query.where(column == value)

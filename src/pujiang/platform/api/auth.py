@@ -40,16 +40,18 @@ _OAUTH_ERRORS = {
 }
 
 
-def _with_oauth_code(problem: Problem) -> Problem:
+def _with_oauth_code(problem: Problem, code: str | None = None) -> Problem:
     # OAuth2 clients look for an `error` member (RFC 6749 §5.2); problem+json allows extras.
-    problem.extra.setdefault("error", _OAUTH_ERRORS.get(problem.slug, "invalid_request"))
+    problem.extra.setdefault("error", code or _OAUTH_ERRORS.get(problem.slug, "invalid_request"))
     return problem
 
 
 def _need(value: str | None, field: str, grant: str) -> str:
     if not value:
         raise _with_oauth_code(
-            Problem.of(422, "validation-error", "auth.grant_missing_field", grant=grant, field=field)
+            Problem.of(
+                422, "validation-error", "auth.grant_missing_field", grant=grant, field=field
+            )
         )
     return value
 
@@ -63,8 +65,12 @@ def _token_out(pair: identity.TokenPair, *, with_refresh: bool = True) -> TokenO
     )
 
 
-@router.post("/token", response_model=TokenOut, response_model_exclude_none=True,
-             summary="获取访问令牌 / Get an access token")
+@router.post(
+    "/token",
+    response_model=TokenOut,
+    response_model_exclude_none=True,
+    summary="获取访问令牌 / Get an access token",
+)
 def token(
     request: Request,
     context: Context,
@@ -92,10 +98,17 @@ def token(
     if grant_type == "client_credentials":
         cid = client_id or (basic.username if basic else None)
         secret = client_secret or (basic.password if basic else None)
-        principal = identity.login_with_client_secret(
-            session, _need(cid, "client_id", grant_type), _need(secret, "client_secret", grant_type),
+        principal, problem = identity.login_with_client_secret(
+            session,
+            _need(cid, "client_id", grant_type),
+            _need(secret, "client_secret", grant_type),
             request_id,
         )
+        if problem is not None or principal is None:
+            session.commit()
+            raise _with_oauth_code(
+                problem or Problem(401, "invalid-credentials", ""), "invalid_client"
+            )
         request.state.principal = identity.current_of(principal)
         # RFC 6749 §4.4.3: no refresh token for client credentials; the client asks again.
         return _token_out(identity.issue_tokens(session, context, principal), with_refresh=False)
