@@ -1,0 +1,5 @@
+"""`python -m pujiang` runs the `pujiang` command."""
+
+from pujiang.cli import main
+
+main()
