@@ -8,7 +8,10 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from pujiang import __version__
+from pujiang.cases import api as cases_api
+from pujiang.catalog import api as catalog_api
 from pujiang.city import api as city_api
+from pujiang.context import api as context_api
 from pujiang.city.registries import api as registries_api
 from pujiang.platform.api import admin, audit, auth, ops
 from pujiang.platform.db import Database
@@ -60,6 +63,9 @@ def create_app(settings: Settings, context: AppContext | None = None) -> FastAPI
         audit.router,
         city_api.router,
         registries_api.router,
+        cases_api.router,
+        catalog_api.router,
+        context_api.router,
     )
     for router in routers:
         app.include_router(router)

@@ -11,6 +11,9 @@ import orjson
 import typer
 
 from pujiang import __version__
+from pujiang.cases import cli as cases_cli
+from pujiang.catalog import cli as catalog_cli
+from pujiang.context import cli as context_cli
 from pujiang.platform import db as dbtools
 from pujiang.platform.deps import AppContext
 from pujiang.platform.errors import Problem
@@ -29,6 +32,9 @@ app.add_typer(db_app, name="db")
 app.add_typer(users_app, name="users")
 app.add_typer(config_app, name="config")
 app.add_typer(audit_app, name="audit")
+app.add_typer(cases_cli.app, name="cases")
+app.add_typer(catalog_cli.app, name="catalog")
+app.add_typer(context_cli.app, name="context")
 
 NOT_MIGRATED = (
     "数据库未迁移到最新版本，请先运行 `pujiang db upgrade` / "

@@ -17,6 +17,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from pujiang.platform import audit
+from pujiang.platform.bus import EventBus, InProcessBus
 from pujiang.platform.db import Database, utcnow
 from pujiang.platform.errors import Problem
 from pujiang.platform.i18n import register
@@ -60,6 +61,7 @@ class AppContext:
     settings: Settings
     db: Database
     passwords: Passwords
+    bus: EventBus = field(default_factory=InProcessBus)
     extras: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -50,18 +50,57 @@ CITY_WRITE = "city.write"
 REGISTRY_READ = "registry.read"
 REGISTRY_WRITE = "registry.write"
 
-_STAFF = frozenset({DEPARTMENTS_READ, CITY_READ})
+# Governance cases (cases/): intake, the GB/T 30428 workflow, Open311.
+CASES_READ = "cases.read"
+CASES_CREATE = "cases.create"  # report or take in a problem (patrol, 12345, Open311)
+CASES_REGISTER = "cases.register"  # 立案: accept, reject or merge
+CASES_DISPATCH = "cases.dispatch"  # 派遣, and approving extensions and returns
+CASES_HANDLE = "cases.handle"  # 处置 and its feedback
+CASES_VERIFY = "cases.verify"  # 核查 on site
+CASES_CLOSE = "cases.close"  # 结案 and evaluation
+CASES_CATALOGUE_WRITE = "cases.catalogue.write"
+
+# Data resources (catalog/): catalog, sharing and exchange, open data.
+CATALOG_READ = "catalog.read"
+CATALOG_WRITE = "catalog.write"
+SHARING_REQUEST = "sharing.request"
+SHARING_APPROVE = "sharing.approve"
+EXCHANGE_CALL = "exchange.call"
+OPENDATA_PUBLISH = "opendata.publish"
+
+# Live city state (context/): NGSI-LD broker and device ingest.
+CONTEXT_READ = "context.read"
+CONTEXT_WRITE = "context.write"
+CONTEXT_SUBSCRIBE = "context.subscribe"
+IOT_PROVISION = "iot.provision"
+
+_STAFF = frozenset({DEPARTMENTS_READ, CITY_READ, CASES_READ, CATALOG_READ, CONTEXT_READ})
 
 ROLE_PERMISSIONS: dict[Role, frozenset[str]] = {
     Role.ADMIN: frozenset({ALL}),
-    Role.OPERATOR: _STAFF | {REGISTRY_READ},
-    Role.DISPATCHER: _STAFF | {REGISTRY_READ},
-    Role.HANDLER: _STAFF | {REGISTRY_READ},
-    Role.SUPERVISOR: _STAFF | {REGISTRY_READ},
+    Role.OPERATOR: _STAFF | {REGISTRY_READ, CASES_CREATE},
+    Role.DISPATCHER: _STAFF
+    | {REGISTRY_READ, CASES_CREATE, CASES_REGISTER, CASES_DISPATCH, CASES_CLOSE},
+    Role.HANDLER: _STAFF | {REGISTRY_READ, CASES_HANDLE},
+    Role.SUPERVISOR: _STAFF | {REGISTRY_READ, CASES_CREATE, CASES_VERIFY},
     Role.DATA_STEWARD: _STAFF
-    | {GRANTS_WRITE, CITY_WRITE, REGISTRY_READ, REGISTRY_WRITE, PERSONAL_DATA_READ},
-    Role.AUDITOR: frozenset({AUDIT_READ, USERS_READ, DEPARTMENTS_READ, CITY_READ, REGISTRY_READ}),
-    Role.CITIZEN: frozenset(),
+    | {
+        GRANTS_WRITE,
+        CITY_WRITE,
+        REGISTRY_READ,
+        REGISTRY_WRITE,
+        PERSONAL_DATA_READ,
+        CASES_CATALOGUE_WRITE,
+        CATALOG_WRITE,
+        SHARING_REQUEST,
+        SHARING_APPROVE,
+        OPENDATA_PUBLISH,
+        CONTEXT_WRITE,
+        CONTEXT_SUBSCRIBE,
+        IOT_PROVISION,
+    },
+    Role.AUDITOR: _STAFF | {AUDIT_READ, USERS_READ, REGISTRY_READ},
+    Role.CITIZEN: frozenset({CASES_CREATE}),
 }
 
 

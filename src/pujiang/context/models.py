@@ -1,0 +1,3 @@
+"""Tables of this module."""
+
+from __future__ import annotations
