@@ -186,3 +186,11 @@ def test_city_wide_role_sees_everything(
     notes_client: TestClient, people: dict[str, dict[str, str]]
 ) -> None:
     assert notes_client.get("/test/notes/b1", headers=people["admin"]).status_code == 200
+
+
+def test_revoking_an_unknown_grant_is_404(
+    notes_client: TestClient, people: dict[str, dict[str, str]]
+) -> None:
+    reply = notes_client.delete("/api/grants/999", headers=people["admin"])
+    assert reply.status_code == 404
+    assert "999" in reply.json()["detail"]

@@ -134,6 +134,6 @@ def grant(
 def revoke(session: Session, grant_id: int) -> AccessGrant:
     row = session.get(AccessGrant, grant_id)
     if row is None:
-        raise Problem(404, "not-found", f"grant {grant_id}")
+        raise Problem.of(404, "not-found", "error.no_such", kind="grant", id=grant_id)
     row.revoked_at = row.revoked_at or utcnow()
     return row

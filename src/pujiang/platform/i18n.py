@@ -81,6 +81,7 @@ register(
             "Internal error; quote request id {request_id} to the administrator",
         ),
         "error.not_found_path": ("路径 {path} 不存在", "No such path: {path}"),
+        "error.no_such": ("{kind} {id} 不存在", "No {kind} {id}"),
         "error.method_not_allowed": (
             "路径 {path} 不支持 {method} 方法",
             "{method} is not allowed on {path}",

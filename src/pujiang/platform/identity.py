@@ -322,7 +322,7 @@ def issue_api_key(
 def revoke_api_key(session: Session, principal: Principal, key_id: int) -> ApiKey:
     row = session.get(ApiKey, key_id)
     if row is None or row.principal_id != principal.id:
-        raise Problem(404, "not-found", f"API key {key_id} / {principal.username}")
+        raise Problem.of(404, "not-found", "error.no_such", kind="API key", id=key_id)
     row.revoked_at = row.revoked_at or utcnow()
     return row
 
