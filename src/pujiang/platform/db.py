@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -106,6 +106,54 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def bulk_insert(
+    session: Session, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]
+) -> int:
+    """Insert many rows in the session's transaction: COPY on PostgreSQL, executemany on SQLite.
+
+    Values reach the driver as given (no SQLAlchemy type processing), so pass plain str, int,
+    float, bytes and None. Several times faster than an ORM or Core executemany for 10^5+ rows.
+    """
+    connection = session.connection()
+    quote = connection.dialect.identifier_preparer.quote
+    names = ", ".join(quote(column) for column in columns)
+    if connection.dialect.name == "postgresql":
+        count = 0
+        cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        with cursor, cursor.copy(f"COPY {quote(table)} ({names}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+                count += 1
+        return count
+    batch = list(rows)
+    marks = ", ".join("?" for _ in columns)
+    if batch:
+        # Identifiers are quoted by the dialect; the values are bound, never formatted in.
+        sql = f"INSERT INTO {quote(table)} ({names}) VALUES ({marks})"  # noqa: S608
+        connection.exec_driver_sql(sql, batch)
+    return len(batch)
+
+
+@contextmanager
+def bulk_load(session: Session, cache_mib: int = 256) -> Iterator[None]:
+    """Tune the session's connection for writing many rows, and undo it afterwards.
+
+    SQLite: a page cache of `cache_mib` for this connection, so the index B-trees of a table
+    of millions of rows stay in memory; with the default 2 MiB cache, inserts with random keys
+    run at half the rate. PostgreSQL: nothing to do.
+    """
+    connection = session.connection()
+    if connection.dialect.name != "sqlite":
+        yield
+        return
+    previous = int(connection.exec_driver_sql("PRAGMA cache_size").scalar_one())
+    connection.exec_driver_sql(f"PRAGMA cache_size = {-1024 * int(cache_mib)}")
+    try:
+        yield
+    finally:
+        connection.exec_driver_sql(f"PRAGMA cache_size = {previous}")
 
 
 # -- migrations -----------------------------------------------------------------------------------

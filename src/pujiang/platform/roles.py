@@ -18,6 +18,8 @@ class Role(enum.StrEnum):
     DATA_STEWARD = "data_steward"
     AUDITOR = "auditor"
     CITIZEN = "citizen"
+    # A department's system that pulls shared data through the exchange (a service account).
+    EXCHANGE_CLIENT = "exchange_client"
 
 
 ROLE_TITLES: dict[Role, tuple[str, str]] = {
@@ -29,6 +31,7 @@ ROLE_TITLES: dict[Role, tuple[str, str]] = {
     Role.DATA_STEWARD: ("数据管理员", "Data steward"),
     Role.AUDITOR: ("审计员", "Auditor"),
     Role.CITIZEN: ("市民", "Citizen"),
+    Role.EXCHANGE_CLIENT: ("数据交换客户端", "Exchange client"),
 }
 
 ALL = "*"
@@ -101,6 +104,8 @@ ROLE_PERMISSIONS: dict[Role, frozenset[str]] = {
     },
     Role.AUDITOR: _STAFF | {AUDIT_READ, USERS_READ, REGISTRY_READ},
     Role.CITIZEN: frozenset({CASES_CREATE}),
+    # What it may read is decided per call by its department's sharing grants.
+    Role.EXCHANGE_CLIENT: frozenset({EXCHANGE_CALL}),
 }
 
 
