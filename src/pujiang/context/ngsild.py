@@ -1,0 +1,1306 @@
+"""The NGSI-LD HTTP adapter (ETSI GS CIM 009 v1.8) under /ngsi-ld/v1.
+
+Parses requests (tenant, @context from the Link header or the body, content negotiation,
+`options`/`format`, query parameters), calls `ContextBroker` on the internal form, compacts the
+reply with the request's @context, and answers every client error with the spec's
+ProblemDetails (`https://uri.etsi.org/ngsi-ld/errors/<Type>`), never with a 500.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Any, NoReturn, cast
+from urllib.parse import unquote, urlencode
+
+import orjson
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
+from sqlalchemy import CursorResult, delete, select, update
+from starlette.responses import Response
+
+from pujiang.context import jsonld
+from pujiang.context.jsonld import (
+    CORE_CONTEXT_URL,
+    ActiveContext,
+    ContextNotAvailable,
+    ContextProcessor,
+    InvalidContext,
+    Renderer,
+    expand_attribute,
+    expand_entity,
+    expand_instance,
+    is_uri,
+)
+from pujiang.context.models import ContextJsonld
+from pujiang.context.service import (
+    LOCATION,
+    MAX_LIMIT,
+    BadData,
+    BatchResult,
+    BrokerError,
+    ContextBroker,
+    Entity,
+    InvalidRequest,
+    NotFound,
+    NotSupported,
+    TooManyResults,
+    parse_time,
+)
+from pujiang.context.service import (
+    Query as BrokerQuery,
+)
+from pujiang.platform import roles
+from pujiang.platform.deps import AppContext, Context, require
+from pujiang.platform.security import CurrentPrincipal
+
+PREFIX = "/ngsi-ld/v1"
+ERRORS = "https://uri.etsi.org/ngsi-ld/errors/"
+JSON = "application/json"
+LD_JSON = "application/ld+json"
+GEO_JSON = "application/geo+json"
+MERGE_PATCH = "application/merge-patch+json"
+PROBLEM = "application/problem+json"
+LINK_REL = "http://www.w3.org/ns/json-ld#context"
+TENANT_HEADER = "NGSILD-Tenant"
+BROKER_KEY = "context.broker"
+PROCESSOR_KEY = "context.jsonld"
+DEFAULT_LIMIT = 20
+
+STATUS = {
+    "BadRequestData": 400,
+    "InvalidRequest": 400,
+    "ResourceNotFound": 404,
+    "NonexistentTenant": 404,
+    "AlreadyExists": 409,
+    "OperationNotSupported": 422,
+    "TooManyResults": 403,
+    "TooComplexQuery": 403,
+    "LdContextNotAvailable": 503,
+    "NotAcceptable": 406,
+    "UnsupportedMediaType": 415,
+    "InternalError": 500,
+}
+TITLES = {
+    "BadRequestData": "请求数据无效 / Bad request data",
+    "InvalidRequest": "请求无效 / Invalid request",
+    "ResourceNotFound": "资源不存在 / Resource not found",
+    "NonexistentTenant": "租户不存在 / Nonexistent tenant",
+    "AlreadyExists": "已存在 / Already exists",
+    "OperationNotSupported": "不支持的操作 / Operation not supported",
+    "TooManyResults": "结果过多 / Too many results",
+    "LdContextNotAvailable": "@context 不可用 / LD context not available",
+    "NotAcceptable": "无法提供所请求的格式 / Not acceptable",
+    "UnsupportedMediaType": "不支持的内容类型 / Unsupported media type",
+}
+_TENANT = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
+_LINK = re.compile(r"<([^>]*)>\s*((?:;\s*[^;,]+)*)")
+
+
+class NgsiLdError(Exception):
+    def __init__(self, kind: str, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.status = status or STATUS.get(kind, 400)
+
+
+def problem_body(kind: str, detail: str, status: int | None = None, **extra: Any) -> dict[str, Any]:
+    body = {
+        "type": ERRORS + kind,
+        "title": TITLES.get(kind, kind),
+        "status": status or STATUS.get(kind, 400),
+        "detail": detail,
+    }
+    body.update({k: v for k, v in extra.items() if v is not None})
+    return body
+
+
+def problem_response(kind: str, detail: str, status: int | None = None) -> Response:
+    body = problem_body(kind, detail, status)
+    return Response(orjson.dumps(body), status_code=body["status"], media_type=PROBLEM)
+
+
+def _as_problem(exc: Exception) -> Response | None:
+    if isinstance(exc, BrokerError):
+        return problem_response(exc.kind, exc.message)
+    if isinstance(exc, NgsiLdError):
+        return problem_response(exc.kind, exc.message, exc.status)
+    if isinstance(exc, ContextNotAvailable):
+        return problem_response(
+            "LdContextNotAvailable",
+            f"无法取得 @context {exc.url}：本代理不访问外网，请先经 /jsonldContexts 存入 / the "
+            f"@context {exc.url} cannot be retrieved: this broker does not fetch remote URLs; "
+            "store it first with POST /ngsi-ld/v1/jsonldContexts",
+        )
+    if isinstance(exc, InvalidContext):
+        return problem_response("BadRequestData", f"@context 无效 / invalid @context: {exc}")
+    if isinstance(exc, RequestValidationError):
+        parts = []
+        for error in exc.errors():
+            loc = ".".join(str(p) for p in error.get("loc", ()) if p not in ("query", "path"))
+            parts.append(f"{loc}: {error.get('msg', '')}")
+        return problem_response(
+            "BadRequestData", "参数无效 / invalid parameter: " + "; ".join(parts)
+        )
+    return None
+
+
+class NgsiLdRoute(APIRoute):
+    """Turns broker, @context and parameter errors into NGSI-LD ProblemDetails."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except Exception as exc:
+                response = _as_problem(exc)
+                if response is None:
+                    raise
+                return response
+
+        return route
+
+
+router = APIRouter(prefix=PREFIX, route_class=NgsiLdRoute, tags=["NGSI-LD"])
+
+Reader = Annotated[CurrentPrincipal, Depends(require(roles.CONTEXT_READ))]
+Writer = Annotated[CurrentPrincipal, Depends(require(roles.CONTEXT_WRITE))]
+
+
+# -- the app's broker and @context processor ----------------------------------------------------
+
+
+def broker_of(context: AppContext) -> ContextBroker:
+    broker = context.extras.get(BROKER_KEY)
+    if broker is None:
+        broker = ContextBroker(context.db, context.bus)
+        context.extras[BROKER_KEY] = broker
+    return broker
+
+
+def processor_of(context: AppContext) -> ContextProcessor:
+    processor = context.extras.get(PROCESSOR_KEY)
+    if processor is None:
+        processor = ContextProcessor(_stored_resolver(context))
+        context.extras[PROCESSOR_KEY] = processor
+    return processor
+
+
+def _stored_resolver(context: AppContext) -> Callable[[str], Any]:
+    def resolve(url: str) -> Any:
+        with context.db.session() as session:
+            row = session.execute(
+                select(ContextJsonld.id, ContextJsonld.body).where(ContextJsonld.url == url)
+            ).first()
+            if row is None and "/jsonldContexts/" in url:
+                local = unquote(url.rsplit("/jsonldContexts/", 1)[1])
+                row = session.execute(
+                    select(ContextJsonld.id, ContextJsonld.body).where(ContextJsonld.id == local)
+                ).first()
+            if row is None:
+                return None
+            session.execute(
+                update(ContextJsonld)
+                .where(ContextJsonld.id == row[0])
+                .values(hits=ContextJsonld.hits + 1, last_used_at=datetime.now(UTC))
+            )
+        document = orjson.loads(row[1])
+        return document.get("@context") if isinstance(document, dict) else document
+
+    return resolve
+
+
+# -- request parsing ----------------------------------------------------------------------------
+
+
+async def raw_body(request: Request) -> bytes:
+    return await request.body()
+
+
+Body = Annotated[bytes, Depends(raw_body)]
+
+
+@dataclass
+class LdRequest:
+    """What every NGSI-LD request carries besides its payload."""
+
+    tenant: str
+    ctx: ActiveContext
+    context_url: str | None  # the Link header's context URL, if any
+    accept: str
+    broker: ContextBroker
+    processor: ContextProcessor
+
+
+def tenant_of(request: Request) -> str:
+    tenant = request.headers.get(TENANT_HEADER)
+    if tenant is None or tenant == "":
+        return ""
+    if not _TENANT.match(tenant):
+        raise NgsiLdError(
+            "BadRequestData",
+            f"租户名 {tenant!r} 无效：只能含字母、数字、- 和 _，最长 64 / invalid tenant "
+            f"{tenant!r}: use letters, digits, - and _, at most 64",
+        )
+    return tenant
+
+
+def link_context(request: Request) -> str | None:
+    """The @context URL of a JSON-LD Link header (rel=http://www.w3.org/ns/json-ld#context)."""
+    header = request.headers.get("link")
+    if not header:
+        return None
+    for match in _LINK.finditer(header):
+        url, params = match.group(1).strip(), match.group(2)
+        if LINK_REL in params:
+            if not is_uri(url):
+                raise NgsiLdError("BadRequestData", f"Link 头中的 @context 不是 URL：{url!r}")
+            return url
+    return None
+
+
+def negotiate(request: Request, *, geo: bool = True) -> str:
+    header = request.headers.get("accept", "")
+    if not header.strip():
+        return JSON
+    offered = [JSON, LD_JSON] + ([GEO_JSON] if geo else [])
+    best, best_q = None, -1.0
+    for position, part in enumerate(header.split(",")):
+        media, _, params = part.strip().partition(";")
+        media = media.strip().lower()
+        q = 1.0
+        for param in params.split(";"):
+            key, _, value = param.strip().partition("=")
+            if key == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        if q <= 0:
+            continue
+        if media in ("*/*", "application/*"):
+            candidate = JSON
+        elif media in offered:
+            candidate = media
+        else:
+            continue
+        score = q - position * 1e-6
+        if score > best_q:
+            best, best_q = candidate, score
+    if best is None:
+        raise NgsiLdError(
+            "NotAcceptable",
+            f"无法提供 {header}；可选 {', '.join(offered)} / cannot answer in {header}; "
+            f"offered: {', '.join(offered)}",
+        )
+    return best
+
+
+def ld_request(request: Request, context: Context) -> LdRequest:
+    """Tenant, Accept and the Link-header @context (GET, DELETE and application/json bodies)."""
+    processor = processor_of(context)
+    url = link_context(request)
+    ctx = processor.active(url)
+    return LdRequest(
+        tenant=tenant_of(request),
+        ctx=ctx,
+        context_url=url,
+        accept=negotiate(request),
+        broker=broker_of(context),
+        processor=processor,
+    )
+
+
+Ld = Annotated[LdRequest, Depends(ld_request)]
+
+
+def read_payload(request: Request, body: bytes, ld: LdRequest, *, merge: bool = False) -> Any:
+    """The JSON payload; for application/ld+json its @context replaces the Link one in `ld`."""
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    allowed = (JSON, LD_JSON, MERGE_PATCH) if merge else (JSON, LD_JSON)
+    if media not in allowed:
+        raise NgsiLdError(
+            "UnsupportedMediaType",
+            f"不支持的 Content-Type {media or '（空）'}，请用 {' 或 '.join(allowed)} / "
+            f"unsupported Content-Type {media or '(none)'}; use {' or '.join(allowed)}",
+        )
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise NgsiLdError(
+            "InvalidRequest", f"请求体不是有效的 JSON：{exc} / the body is not valid JSON: {exc}"
+        ) from exc
+    items = payload if isinstance(payload, list) else [payload]
+    has_context = any(isinstance(i, dict) and "@context" in i for i in items)
+    if media == LD_JSON:
+        if ld.context_url is not None:
+            raise NgsiLdError(
+                "BadRequestData",
+                "application/ld+json 请求的 @context 应在请求体中，不能再带 JSON-LD Link 头 / "
+                "an application/ld+json request carries its @context in the body; drop the Link "
+                "header",
+            )
+        if not isinstance(payload, list) and not has_context:
+            raise NgsiLdError(
+                "BadRequestData",
+                "application/ld+json 请求体必须含 @context / an application/ld+json body must "
+                "contain @context",
+            )
+        if isinstance(payload, dict):
+            ld.ctx = ld.processor.active(payload["@context"])
+    elif has_context:
+        raise NgsiLdError(
+            "BadRequestData",
+            "application/json 请求体不能含 @context，请改用 Link 头或 application/ld+json / an "
+            "application/json body must not contain @context: send it in a Link header or use "
+            "application/ld+json",
+        )
+    return payload
+
+
+def _entity_ctx(ld: LdRequest, item: Any) -> ActiveContext:
+    if isinstance(item, dict) and "@context" in item:
+        return ld.processor.active(item["@context"])
+    return ld.ctx
+
+
+def check_entity_id(entity_id: str) -> str:
+    if not is_uri(entity_id):
+        raise BadData(
+            f"实体 id 必须是 URI：{entity_id!r} / the entity id must be a URI, not {entity_id!r}"
+        )
+    return entity_id
+
+
+def _options(options: str | None) -> set[str]:
+    return {o.strip() for o in (options or "").split(",") if o.strip()}
+
+
+def _renderer(
+    ld: LdRequest,
+    options: str | None,
+    fmt: str | None,
+    lang: str | None = None,
+    pick: str | None = None,
+    omit: str | None = None,
+) -> Renderer:
+    opts = _options(options)
+    known = {"keyValues", "simplified", "concise", "normalized", "sysAttrs", "noOverwrite"}
+    unknown = opts - known
+    if unknown:
+        raise BadData(f"未知的 options：{', '.join(sorted(unknown))} / unknown options")
+    chosen = "normalized"
+    if opts & {"keyValues", "simplified"}:
+        chosen = "simplified"
+    elif "concise" in opts:
+        chosen = "concise"
+    if fmt:
+        aliases = {"keyValues": "simplified", "simplified": "simplified"}
+        if fmt not in ("normalized", "concise", "simplified", "keyValues"):
+            raise BadData(f"未知的 format：{fmt} / unknown format {fmt!r}")
+        chosen = aliases.get(fmt, fmt)
+
+    def names(text: str | None) -> set[str] | None:
+        if text is None:
+            return None
+        return {n.strip() for n in text.split(",") if n.strip()}
+
+    return Renderer(
+        ld.ctx,
+        fmt=chosen,
+        sys_attrs="sysAttrs" in opts,
+        lang=lang,
+        pick=names(pick),
+        omit=names(omit),
+    )
+
+
+# -- replies ------------------------------------------------------------------------------------
+
+
+def _link_header(url: str | None) -> str:
+    return f'<{url or CORE_CONTEXT_URL}>; rel="{LINK_REL}"; type="{LD_JSON}"'
+
+
+def reply(
+    ld: LdRequest,
+    data: Any,
+    *,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+    geoproperty: str = LOCATION,
+    renderer: Renderer | None = None,
+) -> Response:
+    headers = dict(headers or {})
+    context_value = ld.context_url or CORE_CONTEXT_URL
+    if ld.accept == GEO_JSON:
+        data = _geojson(data, ld, geoproperty, renderer)
+    if ld.accept == LD_JSON:
+        if isinstance(data, list):
+            data = [{"@context": context_value, **d} if isinstance(d, dict) else d for d in data]
+        elif isinstance(data, dict):
+            data = {"@context": context_value, **data}
+    else:
+        link = _link_header(ld.context_url)
+        headers["Link"] = f"{headers['Link']}, {link}" if "Link" in headers else link
+    return Response(orjson.dumps(data), status_code=status, media_type=ld.accept, headers=headers)
+
+
+def _geojson(data: Any, ld: LdRequest, geoproperty: str, renderer: Renderer | None) -> Any:
+    short = ld.ctx.compact(geoproperty)
+
+    def feature(entity: dict[str, Any]) -> dict[str, Any]:
+        geometry = entity.get(short)
+        if isinstance(geometry, dict) and geometry.get("type") == "GeoProperty":
+            geometry = geometry.get("value")
+        elif isinstance(geometry, list):
+            geometry = geometry[0].get("value") if geometry else None
+        properties = {k: v for k, v in entity.items() if k != "id"}
+        return {
+            "id": entity.get("id"),
+            "type": "Feature",
+            "geometry": geometry,
+            "properties": properties,
+        }
+
+    if isinstance(data, list):
+        return {"type": "FeatureCollection", "features": [feature(e) for e in data]}
+    return feature(data)
+
+
+def no_content() -> Response:
+    return Response(status_code=204)
+
+
+def _update_result(result: Any, ctx: ActiveContext) -> Response:
+    if not result.not_updated:
+        return no_content()
+    body = {
+        "updated": [ctx.compact(n) for n in result.updated],
+        "notUpdated": [
+            {"attributeName": ctx.compact(name), "reason": reason}
+            for name, reason in result.not_updated
+        ],
+    }
+    return Response(orjson.dumps(body), status_code=207, media_type=JSON)
+
+
+def _batch_error(entity_id: str, error: Exception) -> dict[str, Any]:
+    kind = getattr(error, "kind", "BadRequestData")
+    message = getattr(error, "message", str(error))
+    return {"entityId": entity_id, "error": problem_body(kind, message)}
+
+
+def _batch_reply(result: BatchResult, parse_errors: list[dict[str, Any]], *, ok: int) -> Response:
+    errors = parse_errors + [_batch_error(eid, err) for eid, err in result.errors]
+    if errors:
+        body = {"success": result.success, "errors": errors}
+        return Response(orjson.dumps(body), status_code=207, media_type=JSON)
+    if ok == 201:
+        return Response(orjson.dumps(result.created), status_code=201, media_type=JSON)
+    return no_content()
+
+
+# -- entities -----------------------------------------------------------------------------------
+
+
+@router.post("/entities", status_code=201, summary="创建实体 / create an entity")
+def create_entity(request: Request, ld: Ld, body: Body, principal: Writer) -> Response:
+    payload = read_payload(request, body, ld)
+    entity = expand_entity(payload, ld.ctx)
+    ld.broker.create(ld.tenant, entity, owner=principal.department_code)
+    request.state.audit_target = entity["id"]
+    return Response(status_code=201, headers={"Location": f"{PREFIX}/entities/{entity['id']}"})
+
+
+def parse_types(text: str, ctx: ActiveContext) -> list[frozenset[str]]:
+    """A type expression (`A,B`, `A|B`, `A;B`, parentheses) in disjunctive normal form."""
+    tokens = re.findall(r"[(),;|]|[^(),;|]+", text.replace(" ", ""))
+    position = 0
+
+    def fail(why: str) -> NoReturn:
+        raise BadData(f"type 表达式 {text!r} 无效：{why} / invalid type expression: {why}")
+
+    def expr() -> list[frozenset[str]]:
+        nonlocal position
+        result = term()
+        while position < len(tokens) and tokens[position] in ",|":
+            position += 1
+            result = result + term()
+        return result
+
+    def term() -> list[frozenset[str]]:
+        nonlocal position
+        result = factor()
+        while position < len(tokens) and tokens[position] == ";":
+            position += 1
+            right = factor()
+            result = [a | b for a in result for b in right]
+        return result
+
+    def factor() -> list[frozenset[str]]:
+        nonlocal position
+        if position >= len(tokens):
+            fail("unexpected end")
+        piece = tokens[position]
+        position += 1
+        if piece == "(":
+            inner = expr()
+            if position >= len(tokens) or tokens[position] != ")":
+                fail("missing )")
+            position += 1
+            return inner
+        if piece in "),;|":
+            fail(f"unexpected {piece!r}")
+        jsonld.check_name(piece)
+        return [frozenset({ctx.expand(piece)})]
+
+    if not tokens:
+        fail("empty")
+    result = expr()
+    if position != len(tokens):
+        fail(f"unexpected {tokens[position]!r}")
+    if len(result) > 64:
+        fail("too many alternatives")
+    return result
+
+
+def _split(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    return items or None
+
+
+def build_query(
+    ld: LdRequest,
+    *,
+    id: str | None = None,
+    id_pattern: str | None = None,
+    type: str | None = None,
+    attrs: list[str] | None = None,
+    q: str | None = None,
+    georel: str | None = None,
+    geometry: str | None = None,
+    coordinates: Any = None,
+    geoproperty: str | None = None,
+    limit: int = DEFAULT_LIMIT,
+    offset: int = 0,
+    count: bool = False,
+    require_filter: bool = True,
+) -> BrokerQuery:
+    query = BrokerQuery(limit=limit, offset=offset, count=count)
+    if limit < 0 or offset < 0:
+        raise BadData("limit 和 offset 不能为负 / limit and offset must not be negative")
+    if limit > MAX_LIMIT:
+        raise TooManyResults(
+            f"limit 最大为 {MAX_LIMIT} / limit must not exceed {MAX_LIMIT}; page with offset"
+        )
+    if limit == 0 and not count:
+        raise BadData("limit=0 只能与 count=true 一起用 / limit=0 needs count=true")
+    if type:
+        query.types = parse_types(type, ld.ctx)
+    ids = _split(id)
+    if ids:
+        for entity_id in ids:
+            check_entity_id(entity_id)
+        query.ids = ids
+    if id_pattern:
+        try:
+            re.compile(id_pattern)
+        except re.error as exc:
+            raise BadData(
+                f"idPattern 不是有效的正则：{exc} / idPattern is not a regex: {exc}"
+            ) from exc
+        query.id_pattern = id_pattern
+    if attrs:
+        for name in attrs:
+            jsonld.check_name(name)
+        query.attrs = [ld.ctx.expand(a) for a in attrs]
+    if q:
+        query.q, query.q_evaluate, query.prefilter = _parse_q(q, ld.ctx)
+    given = [p for p in (georel, geometry, coordinates) if p not in (None, "")]
+    if given and len(given) < 3:
+        raise BadData(
+            "地理查询需要同时给出 georel、geometry 和 coordinates / a geo-query needs georel, "
+            "geometry and coordinates together"
+        )
+    if given:
+        query.geo = _parse_geo(georel, geometry, coordinates, geoproperty, ld.ctx)
+    if require_filter and not (type or attrs or q or given or ids or id_pattern):
+        raise BadData(
+            "查询实体至少需要 type、attrs、q、id、idPattern 或地理查询之一 / querying entities "
+            "needs at least one of type, attrs, q, id, idPattern or a geo-query"
+        )
+    return query
+
+
+def _parse_q(text: str, ctx: ActiveContext) -> tuple[Any, Any, Any]:
+    try:
+        from pujiang.context import ngsild_q  # the query-language engineer's module
+    except ImportError as exc:  # pragma: no cover - until ngsild_q.py lands
+        raise NotSupported("q 查询暂不可用 / q queries are not available yet") from exc
+    try:
+        expr = ngsild_q.parse_q(text).map_names(ctx.expand)
+    except ValueError as exc:
+        raise BadData(f"q 无效：{exc} / invalid q: {exc}") from exc
+    prefilter = ngsild_q.sql_prefilter(expr)
+    return expr, ngsild_q.evaluate, prefilter
+
+
+def _parse_geo(
+    georel: Any, geometry: Any, coordinates: Any, geoproperty: str | None, ctx: ActiveContext
+) -> Any:
+    try:
+        from pujiang.context import ngsild_geo  # the geo engineer's module
+    except ImportError as exc:  # pragma: no cover - until ngsild_geo.py lands
+        raise NotSupported("地理查询暂不可用 / geo-queries are not available yet") from exc
+    prop = ctx.expand(geoproperty) if geoproperty else LOCATION
+    try:
+        return ngsild_geo.parse_geoquery(georel, geometry, coordinates, prop)
+    except ValueError as exc:
+        raise BadData(f"地理查询无效：{exc} / invalid geo-query: {exc}") from exc
+
+
+def _page_links(request: Request, offset: int, limit: int, has_next: bool) -> str | None:
+    links = []
+    params = dict(request.query_params)
+
+    def url(new_offset: int) -> str:
+        return f"{request.url.path}?{urlencode({**params, 'offset': new_offset, 'limit': limit})}"
+
+    if offset > 0 and limit > 0:
+        links.append(f'<{url(max(0, offset - limit))}>; rel="prev"')
+    if has_next:
+        links.append(f'<{url(offset + limit)}>; rel="next"')
+    return ", ".join(links) or None
+
+
+def _query_reply(
+    request: Request,
+    ld: LdRequest,
+    query: BrokerQuery,
+    renderer: Renderer,
+    geoproperty: str | None = None,
+) -> Response:
+    wanted = query.limit
+    query.limit = wanted + 1 if wanted else 0
+    entities, total = ld.broker.query(ld.tenant, query)
+    has_next = len(entities) > wanted
+    entities = entities[:wanted]
+    if query.attrs is not None:
+        keep = set(query.attrs)
+        entities = [
+            {k: v for k, v in e.items() if k in jsonld.ENTITY_MEMBERS or k in keep}
+            for e in entities
+        ]
+    headers: dict[str, str] = {}
+    if total is not None:
+        headers["NGSILD-Results-Count"] = str(total)
+    links = _page_links(request, query.offset, wanted, has_next)
+    if links:
+        headers["Link"] = links
+    data = [renderer.entity(e) for e in entities]
+    prop = ld.ctx.expand(geoproperty) if geoproperty else LOCATION
+    return reply(ld, data, headers=headers, geoproperty=prop, renderer=renderer)
+
+
+@router.get("/entities", summary="查询实体 / query entities")
+def query_entities(
+    request: Request,
+    ld: Ld,
+    _: Reader,
+    id: str | None = None,
+    idPattern: str | None = None,  # noqa: N803 - the NGSI-LD parameter name
+    type: str | None = None,
+    attrs: str | None = None,
+    pick: str | None = None,
+    omit: str | None = None,
+    q: str | None = None,
+    georel: str | None = None,
+    geometry: str | None = None,
+    coordinates: str | None = None,
+    geoproperty: str | None = None,
+    limit: Annotated[int, Query()] = DEFAULT_LIMIT,
+    offset: Annotated[int, Query()] = 0,
+    count: bool = False,
+    options: str | None = None,
+    format: str | None = None,
+    lang: str | None = None,
+) -> Response:
+    renderer = _renderer(ld, options, format, lang, pick, omit)
+    query = build_query(
+        ld,
+        id=id,
+        id_pattern=idPattern,
+        type=type,
+        attrs=_split(attrs),
+        q=q,
+        georel=georel,
+        geometry=geometry,
+        coordinates=coordinates,
+        geoproperty=geoproperty,
+        limit=limit,
+        offset=offset,
+        count=count,
+    )
+    return _query_reply(request, ld, query, renderer, geoproperty)
+
+
+@router.get("/entities/{entity_id}", summary="读取实体 / retrieve an entity")
+def retrieve_entity(
+    entity_id: str,
+    ld: Ld,
+    _: Reader,
+    attrs: str | None = None,
+    pick: str | None = None,
+    omit: str | None = None,
+    options: str | None = None,
+    format: str | None = None,
+    lang: str | None = None,
+    geoproperty: str | None = None,
+) -> Response:
+    check_entity_id(entity_id)
+    renderer = _renderer(ld, options, format, lang, pick, omit)
+    entity = ld.broker.retrieve(ld.tenant, entity_id)
+    wanted = _split(attrs)
+    if wanted:
+        keep = {ld.ctx.expand(a) for a in wanted}
+        entity = {k: v for k, v in entity.items() if k in jsonld.ENTITY_MEMBERS or k in keep}
+    prop = ld.ctx.expand(geoproperty) if geoproperty else LOCATION
+    return reply(ld, renderer.entity(entity), geoproperty=prop, renderer=renderer)
+
+
+@router.put("/entities/{entity_id}", status_code=204, summary="替换实体 / replace an entity")
+def replace_entity(entity_id: str, request: Request, ld: Ld, body: Body, _: Writer) -> Response:
+    check_entity_id(entity_id)
+    payload = read_payload(request, body, ld)
+    if isinstance(payload, dict) and payload.get("id", entity_id) != entity_id:
+        raise BadData("请求体中的 id 与路径不一致 / the id in the body differs from the path")
+    if isinstance(payload, dict):
+        payload = {**payload, "id": entity_id}
+    entity = expand_entity(payload, ld.ctx)
+    ld.broker.replace(ld.tenant, entity)
+    return no_content()
+
+
+@router.patch(
+    "/entities/{entity_id}", status_code=204, summary="合并修改实体 / merge-patch an entity"
+)
+def merge_entity(entity_id: str, request: Request, ld: Ld, body: Body, _: Writer) -> Response:
+    check_entity_id(entity_id)
+    payload = read_payload(request, body, ld, merge=True)
+    if isinstance(payload, dict) and payload.get("id", entity_id) != entity_id:
+        raise BadData("请求体中的 id 与路径不一致 / the id in the body differs from the path")
+    fragment = expand_entity(
+        {**payload, "id": entity_id} if isinstance(payload, dict) else payload,
+        ld.ctx,
+        require_type=False,
+        allow_null=True,
+    )
+    ld.broker.merge(ld.tenant, entity_id, fragment)
+    return no_content()
+
+
+@router.delete("/entities/{entity_id}", status_code=204, summary="删除实体 / delete an entity")
+def delete_entity(entity_id: str, ld: Ld, _: Writer) -> Response:
+    check_entity_id(entity_id)
+    ld.broker.require_tenant(ld.tenant)
+    ld.broker.delete(ld.tenant, entity_id)
+    return no_content()
+
+
+def _fragment(payload: Any, ld: LdRequest, entity_id: str) -> Entity:
+    if not isinstance(payload, dict):
+        raise BadData("请求体必须是 JSON 对象 / the body must be a JSON object")
+    if payload.get("id", entity_id) != entity_id:
+        raise BadData("请求体中的 id 与路径不一致 / the id in the body differs from the path")
+    fragment = expand_entity({**payload, "id": entity_id}, ld.ctx, require_type=False)
+    if len([k for k in fragment if k not in jsonld.ENTITY_MEMBERS]) == 0 and not fragment["type"]:
+        raise BadData("请求体中没有属性 / the body holds no attribute")
+    return fragment
+
+
+@router.post("/entities/{entity_id}/attrs", status_code=204, summary="追加属性 / append attributes")
+def append_attrs(
+    entity_id: str,
+    request: Request,
+    ld: Ld,
+    body: Body,
+    _: Writer,
+    options: str | None = None,
+) -> Response:
+    check_entity_id(entity_id)
+    payload = read_payload(request, body, ld)
+    opts = _options(options)
+    if opts - {"noOverwrite"}:
+        raise BadData(f"未知的 options：{options} / unknown options {options!r}")
+    fragment = _fragment(payload, ld, entity_id)
+    result = ld.broker.append_attrs(
+        ld.tenant, entity_id, fragment, no_overwrite="noOverwrite" in opts
+    )
+    return _update_result(result, ld.ctx)
+
+
+@router.patch(
+    "/entities/{entity_id}/attrs", status_code=204, summary="更新属性 / update attributes"
+)
+def update_attrs(entity_id: str, request: Request, ld: Ld, body: Body, _: Writer) -> Response:
+    check_entity_id(entity_id)
+    payload = read_payload(request, body, ld)
+    fragment = _fragment(payload, ld, entity_id)
+    result = ld.broker.update_attrs(ld.tenant, entity_id, fragment)
+    return _update_result(result, ld.ctx)
+
+
+@router.patch(
+    "/entities/{entity_id}/attrs/{attr}",
+    status_code=204,
+    summary="部分更新一个属性 / partial attribute update",
+)
+def patch_attr(
+    entity_id: str, attr: str, request: Request, ld: Ld, body: Body, _: Writer
+) -> Response:
+    check_entity_id(entity_id)
+    jsonld.check_name(attr)
+    payload = read_payload(request, body, ld)
+    if not isinstance(payload, dict):
+        raise BadData("请求体必须是 JSON 对象 / the body must be a JSON object")
+    name = ld.ctx.expand(attr)
+    patch: dict[str, Any] = {}
+    for key, value in payload.items():
+        if key == "@context":
+            continue
+        if key in ("value", "object", "languageMap", "valueList", "objectList", "json") or key in (
+            "observedAt",
+            "unitCode",
+            "datasetId",
+            "type",
+        ):
+            patch[key] = value
+        elif key == "vocab":
+            patch[key] = ld.ctx.expand(value) if isinstance(value, str) else value
+        else:
+            jsonld.check_name(key)
+            patch[ld.ctx.expand(key)] = expand_instance(key, value, ld.ctx, sub=True)
+    if "observedAt" in patch and parse_time(patch["observedAt"]) is None:
+        raise BadData("observedAt 不是 ISO 8601 时间 / observedAt is not an ISO 8601 date-time")
+    if "datasetId" in patch and not is_uri(patch["datasetId"]):
+        raise BadData("datasetId 必须是 URI / datasetId must be a URI")
+    ld.broker.patch_attr(ld.tenant, entity_id, name, patch)
+    return no_content()
+
+
+@router.put(
+    "/entities/{entity_id}/attrs/{attr}", status_code=204, summary="替换属性 / replace an attribute"
+)
+def replace_attr(
+    entity_id: str, attr: str, request: Request, ld: Ld, body: Body, _: Writer
+) -> Response:
+    check_entity_id(entity_id)
+    payload = read_payload(request, body, ld)
+    if isinstance(payload, dict):
+        payload = {k: v for k, v in payload.items() if k != "@context"}
+    name, instances = expand_attribute(attr, payload, ld.ctx)
+    ld.broker.replace_attr(ld.tenant, entity_id, name, instances)
+    return no_content()
+
+
+@router.delete(
+    "/entities/{entity_id}/attrs/{attr}", status_code=204, summary="删除属性 / delete an attribute"
+)
+def delete_attr(
+    entity_id: str,
+    attr: str,
+    ld: Ld,
+    _: Writer,
+    datasetId: str | None = None,  # noqa: N803 - the NGSI-LD parameter name
+    deleteAll: bool = False,  # noqa: N803
+) -> Response:
+    check_entity_id(entity_id)
+    jsonld.check_name(attr)
+    if datasetId is not None and not is_uri(datasetId):
+        raise BadData("datasetId 必须是 URI / datasetId must be a URI")
+    ld.broker.require_tenant(ld.tenant)
+    ld.broker.delete_attr(
+        ld.tenant, entity_id, ld.ctx.expand(attr), dataset_id=datasetId, delete_all=deleteAll
+    )
+    return no_content()
+
+
+# -- batch operations ---------------------------------------------------------------------------
+
+
+def _batch_entities(
+    request: Request, body: bytes, ld: LdRequest, *, require_type: bool = True
+) -> tuple[list[Entity], list[dict[str, Any]]]:
+    payload = read_payload(request, body, ld)
+    if not isinstance(payload, list):
+        raise BadData("批量操作的请求体必须是实体数组 / a batch body must be an array of entities")
+    if not payload:
+        raise BadData("批量操作的实体数组为空 / the batch holds no entity")
+    entities: list[Entity] = []
+    errors: list[dict[str, Any]] = []
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    for item in payload:
+        entity_id = item.get("id") if isinstance(item, dict) else None
+        try:
+            if media == LD_JSON and not (isinstance(item, dict) and "@context" in item):
+                raise BadData(
+                    "application/ld+json 的每个实体都必须含 @context / every entity needs @context"
+                )
+            ctx = _entity_ctx(ld, item)
+            entities.append(expand_entity(item, ctx, require_type=require_type))
+        except (BrokerError, ContextNotAvailable, InvalidContext) as exc:
+            response_kind = (
+                "LdContextNotAvailable"
+                if isinstance(exc, ContextNotAvailable)
+                else getattr(exc, "kind", "BadRequestData")
+            )
+            errors.append(
+                {
+                    "entityId": entity_id if isinstance(entity_id, str) else "",
+                    "error": problem_body(response_kind, getattr(exc, "message", str(exc))),
+                }
+            )
+    return entities, errors
+
+
+@router.post("/entityOperations/create", summary="批量创建 / batch create")
+def batch_create(request: Request, ld: Ld, body: Body, principal: Writer) -> Response:
+    entities, errors = _batch_entities(request, body, ld)
+    result = (
+        ld.broker.batch_create(ld.tenant, entities, owner=principal.department_code)
+        if entities
+        else BatchResult()
+    )
+    return _batch_reply(result, errors, ok=201)
+
+
+@router.post("/entityOperations/upsert", summary="批量创建或更新 / batch upsert")
+def batch_upsert(
+    request: Request, ld: Ld, body: Body, principal: Writer, options: str | None = None
+) -> Response:
+    opts = _options(options)
+    if opts - {"update", "replace"} or len(opts) > 1:
+        raise BadData("options 只能是 update 或 replace / options must be update or replace")
+    entities, errors = _batch_entities(request, body, ld)
+    result = BatchResult()
+    if entities:
+        result = ld.broker.batch_upsert(
+            ld.tenant, entities, replace="update" not in opts, owner=principal.department_code
+        )
+    if not errors and not result.errors and not result.created:
+        return no_content()
+    return _batch_reply(result, errors, ok=201)
+
+
+@router.post("/entityOperations/update", summary="批量更新 / batch update")
+def batch_update(
+    request: Request, ld: Ld, body: Body, _: Writer, options: str | None = None
+) -> Response:
+    opts = _options(options)
+    if opts - {"noOverwrite"}:
+        raise BadData("options 只能是 noOverwrite / options must be noOverwrite")
+    entities, errors = _batch_entities(request, body, ld, require_type=False)
+    result = BatchResult()
+    if entities:
+        ld.broker.require_tenant(ld.tenant)
+        result = ld.broker.batch_update(ld.tenant, entities, no_overwrite="noOverwrite" in opts)
+    return _batch_reply(result, errors, ok=204)
+
+
+@router.post("/entityOperations/delete", summary="批量删除 / batch delete")
+def batch_delete(request: Request, ld: Ld, body: Body, _: Writer) -> Response:
+    payload = read_payload(request, body, ld)
+    if not isinstance(payload, list) or not payload:
+        raise BadData("请求体必须是实体 id 数组 / the body must be an array of entity ids")
+    ids: list[str] = []
+    errors: list[dict[str, Any]] = []
+    for item in payload:
+        if is_uri(item):
+            ids.append(item)
+        else:
+            errors.append(
+                {
+                    "entityId": item if isinstance(item, str) else "",
+                    "error": problem_body(
+                        "BadRequestData", f"实体 id 必须是 URI：{item!r} / not a URI"
+                    ),
+                }
+            )
+    ld.broker.require_tenant(ld.tenant)
+    result = ld.broker.batch_delete(ld.tenant, ids) if ids else BatchResult()
+    return _batch_reply(result, errors, ok=204)
+
+
+@router.post("/entityOperations/query", summary="以请求体查询实体 / query entities (POST)")
+def batch_query(
+    request: Request,
+    ld: Ld,
+    body: Body,
+    _: Reader,
+    limit: Annotated[int, Query()] = DEFAULT_LIMIT,
+    offset: Annotated[int, Query()] = 0,
+    count: bool = False,
+    options: str | None = None,
+    format: str | None = None,
+    lang: str | None = None,
+) -> Response:
+    payload = read_payload(request, body, ld)
+    if not isinstance(payload, dict) or payload.get("type") != "Query":
+        raise BadData('请求体必须是 {"type": "Query", ...} / the body must be a Query object')
+    renderer = _renderer(ld, options, format, lang)
+    selectors = payload.get("entities") or []
+    if not isinstance(selectors, list) or len(selectors) > 1:
+        raise NotSupported(
+            "目前只支持一个 entities 选择器 / one entities selector at most is supported"
+        )
+    selector = selectors[0] if selectors else {}
+    if not isinstance(selector, dict):
+        raise BadData("entities 的元素必须是对象 / entities items must be objects")
+    geo_q = payload.get("geoQ") or {}
+    if not isinstance(geo_q, dict):
+        raise BadData("geoQ 必须是对象 / geoQ must be an object")
+    attrs = payload.get("attrs")
+    if attrs is not None and not (
+        isinstance(attrs, list) and all(isinstance(a, str) for a in attrs)
+    ):
+        raise BadData("attrs 必须是字符串数组 / attrs must be an array of strings")
+    geometry = geo_q.get("geometry")
+    coordinates = geo_q.get("coordinates")
+    query = build_query(
+        ld,
+        id=selector.get("id"),
+        id_pattern=selector.get("idPattern"),
+        type=selector.get("type"),
+        attrs=attrs,
+        q=payload.get("q"),
+        georel=geo_q.get("georel"),
+        geometry=geometry,
+        coordinates=coordinates,
+        geoproperty=geo_q.get("geoproperty"),
+        limit=limit,
+        offset=offset,
+        count=count,
+    )
+    return _query_reply(request, ld, query, renderer, geo_q.get("geoproperty"))
+
+
+# -- discovery ----------------------------------------------------------------------------------
+
+
+def _list_id(kind: str) -> str:
+    return f"urn:ngsi-ld:{kind}:{secrets.token_hex(8)}"
+
+
+@router.get("/types", summary="实体类型 / entity types")
+def list_types(ld: Ld, _: Reader, details: bool = False) -> Response:
+    if not details:
+        names = ld.broker.entity_types(ld.tenant)
+        body: Any = {
+            "id": _list_id("EntityTypeList"),
+            "type": "EntityTypeList",
+            "typeList": sorted(ld.ctx.compact(t) for t in names),
+        }
+        return reply(ld, body)
+    body = [
+        {
+            "id": item["type"],
+            "type": "EntityType",
+            "typeName": ld.ctx.compact(item["type"]),
+            "attributeNames": [ld.ctx.compact(a) for a in item["attributes"]],
+        }
+        for item in ld.broker.type_details(ld.tenant)
+    ]
+    return reply(ld, body)
+
+
+@router.get("/types/{type_name}", summary="实体类型详情 / entity type information")
+def type_info(type_name: str, ld: Ld, _: Reader) -> Response:
+    jsonld.check_name(type_name)
+    iri = ld.ctx.expand(type_name)
+    found = ld.broker.type_details(ld.tenant, iri)
+    if not found:
+        raise NotFound(f"没有类型为 {type_name} 的实体 / no entity of type {type_name}")
+    item = found[0]
+    body = {
+        "id": iri,
+        "type": "EntityTypeInfo",
+        "typeName": ld.ctx.compact(iri),
+        "entityCount": item["count"],
+        "attributeDetails": [
+            {
+                "id": attr,
+                "type": "Attribute",
+                "attributeName": ld.ctx.compact(attr),
+                "attributeTypes": kinds,
+            }
+            for attr, kinds in item["attributes"].items()
+        ],
+    }
+    return reply(ld, body)
+
+
+@router.get("/attributes", summary="属性 / attributes")
+def list_attributes(ld: Ld, _: Reader, details: bool = False) -> Response:
+    found = ld.broker.attribute_details(ld.tenant)
+    if not details:
+        body: Any = {
+            "id": _list_id("AttributeList"),
+            "type": "AttributeList",
+            "attributeList": sorted(ld.ctx.compact(a["attr"]) for a in found),
+        }
+        return reply(ld, body)
+    body = [
+        {
+            "id": a["attr"],
+            "type": "Attribute",
+            "attributeName": ld.ctx.compact(a["attr"]),
+            "typeNames": [ld.ctx.compact(t) for t in a["types"]],
+        }
+        for a in found
+    ]
+    return reply(ld, body)
+
+
+@router.get("/attributes/{attr}", summary="属性详情 / attribute information")
+def attribute_info(attr: str, ld: Ld, _: Reader) -> Response:
+    jsonld.check_name(attr)
+    iri = ld.ctx.expand(attr)
+    found = ld.broker.attribute_details(ld.tenant, iri)
+    if not found:
+        raise NotFound(f"没有实体含属性 {attr} / no entity has the attribute {attr}")
+    item = found[0]
+    body = {
+        "id": iri,
+        "type": "Attribute",
+        "attributeName": ld.ctx.compact(iri),
+        "attributeCount": item["count"],
+        "attributeTypes": item["kinds"],
+        "typeNames": [ld.ctx.compact(t) for t in item["types"]],
+    }
+    return reply(ld, body)
+
+
+# -- stored @contexts ---------------------------------------------------------------------------
+
+
+def _context_url(request: Request, local_id: str) -> str:
+    return f"{str(request.base_url).rstrip('/')}{PREFIX}/jsonldContexts/{local_id}"
+
+
+def _context_info(row: ContextJsonld) -> dict[str, Any]:
+    return {
+        "url": row.url,
+        "localId": f"urn:ngsi-ld:jsonldContext:{row.id}",
+        "kind": row.kind,
+        "createdAt": row.created_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "numberOfHits": row.hits,
+        **(
+            {"lastUsage": row.last_used_at.strftime("%Y-%m-%dT%H:%M:%SZ")}
+            if row.last_used_at
+            else {}
+        ),
+    }
+
+
+@router.get("/jsonldContexts", summary="已存 @context 列表 / stored @contexts")
+def list_contexts(
+    context: Context, _: Reader, details: bool = False, kind: str | None = None
+) -> Response:
+    with context.db.session() as session:
+        query = select(ContextJsonld).order_by(ContextJsonld.created_at)
+        if kind:
+            query = query.where(ContextJsonld.kind == kind)
+        rows = list(session.scalars(query))
+    if details:
+        core = {
+            "url": CORE_CONTEXT_URL,
+            "localId": "urn:ngsi-ld:jsonldContext:core",
+            "kind": "Cached",
+        }
+        body: Any = ([core] if kind in (None, "Cached") else []) + [_context_info(r) for r in rows]
+    else:
+        body = ([CORE_CONTEXT_URL] if kind in (None, "Cached") else []) + [r.url for r in rows]
+    return Response(orjson.dumps(body), media_type=JSON)
+
+
+@router.post("/jsonldContexts", status_code=201, summary="存入 @context / store an @context")
+def create_context(
+    request: Request, context: Context, body: Body, _: Writer, url: str | None = None
+) -> Response:
+    """Store a hosted @context; with `url=`, store the content of that remote URL (offline use)."""
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media not in (JSON, LD_JSON):
+        raise NgsiLdError(
+            "UnsupportedMediaType", f"不支持的 Content-Type {media} / use {JSON} or {LD_JSON}"
+        )
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise NgsiLdError("InvalidRequest", f"请求体不是有效的 JSON / invalid JSON: {exc}") from exc
+    if not isinstance(document, dict) or "@context" not in document:
+        raise BadData('请求体必须是 {"@context": ...} / the body must be {"@context": ...}')
+    processor = processor_of(context)
+    processor.active(document["@context"])  # validates it (and its references)
+    if url is not None and (not is_uri(url) or jsonld.is_core_url(url)):
+        raise BadData(f"url 无效：{url!r} / invalid url {url!r}")
+    local_id = secrets.token_hex(12)
+    location = url or _context_url(request, local_id)
+    with context.db.session() as session:
+        if session.execute(select(ContextJsonld.id).where(ContextJsonld.url == location)).first():
+            raise BrokerAlready(f"@context {location} 已存在 / the @context {location} exists")
+        session.add(
+            ContextJsonld(
+                id=local_id,
+                tenant="",
+                url=location,
+                kind="Cached" if url else "Hosted",
+                body=body.decode(),
+                created_at=datetime.now(UTC),
+                hits=0,
+            )
+        )
+    processor.clear()
+    return Response(status_code=201, headers={"Location": location})
+
+
+class BrokerAlready(BrokerError):
+    kind = "AlreadyExists"
+
+
+@router.get("/jsonldContexts/{local_id}", summary="读取 @context / serve an @context")
+def serve_context(local_id: str, context: Context, _: Reader) -> Response:
+    if local_id in ("core", "ngsi-ld-core-context-v1.8.jsonld"):
+        return Response(orjson.dumps(jsonld.core_document()), media_type=LD_JSON)
+    local_id = local_id.removeprefix("urn:ngsi-ld:jsonldContext:")
+    with context.db.session() as session:
+        row = session.get(ContextJsonld, local_id)
+    if row is None:
+        raise NotFound(f"@context {local_id} 不存在 / no stored @context {local_id}")
+    return Response(row.body.encode(), media_type=LD_JSON)
+
+
+@router.delete("/jsonldContexts/{local_id}", status_code=204, summary="删除 @context / delete")
+def delete_context(local_id: str, context: Context, _: Writer) -> Response:
+    if local_id in ("core", "ngsi-ld-core-context-v1.8.jsonld"):
+        raise BadData("核心 @context 不能删除 / the core @context cannot be deleted")
+    local_id = local_id.removeprefix("urn:ngsi-ld:jsonldContext:")
+    with context.db.session() as session:
+        result = session.execute(delete(ContextJsonld).where(ContextJsonld.id == local_id))
+        gone = cast(CursorResult[Any], result).rowcount
+    if not gone:
+        raise NotFound(f"@context {local_id} 不存在 / no stored @context {local_id}")
+    processor_of(context).clear()
+    return no_content()
+
+
+__all__ = ["InvalidRequest", "router"]

@@ -1,0 +1,531 @@
+"""NGSI-LD subscription routes (`/ngsi-ld/v1/subscriptions`) and the subscription document.
+
+This adapter reads and checks the NGSI-LD Subscription document (ETSI GS CIM 009 v1.8,
+clauses 5.2.12 Subscription, 5.2.14 NotificationParams, 5.2.15 Endpoint), expands its names
+with the request's @context into the *compiled* form `subscriptions.py` matches with, and
+shapes replies (status fields included). Every fault in a document is a 400 ProblemDetails of
+type BadRequestData whose detail names the member and what to send instead.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import datetime
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Depends, Request, Response
+from sqlalchemy.exc import IntegrityError
+
+from pujiang.context import subscriptions as subs
+from pujiang.context.jsonld import (
+    ActiveContext,
+    ContextProcessor,
+    InvalidContext,
+)
+from pujiang.context.ngsild import (
+    NgsiLdError,
+    NgsiLdRoute,
+    link_context,
+    processor_of,
+    tenant_of,
+)
+from pujiang.context.notify import (
+    HTTP_SCHEMES,
+    MQTT_SCHEMES,
+    mqtt_options,
+    parse_mqtt_uri,
+)
+from pujiang.context.subscription_models import Subscription
+from pujiang.platform import audit
+from pujiang.platform.db import utcnow
+from pujiang.platform.deps import DbSession, require
+from pujiang.platform.roles import CONTEXT_SUBSCRIBE
+from pujiang.platform.security import CurrentPrincipal
+
+router = APIRouter(
+    prefix="/ngsi-ld/v1", route_class=NgsiLdRoute, tags=["NGSI-LD 订阅 Subscriptions"]
+)
+
+Subscriber = Annotated[CurrentPrincipal, Depends(require(CONTEXT_SUBSCRIBE))]
+
+JSON = "application/json"
+JSONLD = "application/ld+json"
+ACCEPTS = (JSON, JSONLD)
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+MAX_LIMIT = 1000
+DEFAULT_LIMIT = 20
+STATUS_MEMBERS = ("timesSent", "timesFailed", "lastNotification", "lastSuccess", "lastFailure")
+UNSUPPORTED = ("csf", "temporalQ", "scopeQ")
+
+
+class SubscriptionError(ValueError):
+    """A fault in a subscription document; the message tells the client what to change."""
+
+
+def bad_data(detail: str) -> NgsiLdError:
+    return NgsiLdError("BadRequestData", detail)
+
+
+# -- the document ---------------------------------------------------------------------------------
+
+
+def _uri(value: Any, member: str) -> str:
+    if not isinstance(value, str) or not re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:\S+$", value):
+        raise SubscriptionError(f"{member} must be a URI (e.g. urn:ngsi-ld:...), not {value!r}")
+    return value
+
+
+def _names(value: Any, member: str) -> list[str]:
+    if not isinstance(value, list) or not value:
+        raise SubscriptionError(f"{member} must be a non-empty array of attribute names")
+    for name in value:
+        if not isinstance(name, str) or not name.strip():
+            raise SubscriptionError(f"{member} must hold attribute names (strings), not {name!r}")
+    return value
+
+
+def _positive(value: Any, member: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise SubscriptionError(f"{member} must be a number of seconds above 0, not {value!r}")
+    return float(value)
+
+
+def _key_values(value: Any, member: str) -> dict[str, str]:
+    if not isinstance(value, list):
+        raise SubscriptionError(f'{member} must be an array of {{"key": ..., "value": ...}}')
+    pairs: dict[str, str] = {}
+    for item in value:
+        if (
+            not isinstance(item, dict)
+            or not isinstance(item.get("key"), str)
+            or not isinstance(item.get("value"), str)
+            or not item["key"]
+        ):
+            raise SubscriptionError(
+                f'{member} entries must be {{"key": "<text>", "value": "<text>"}}, not {item!r}'
+            )
+        if "\r" in item["value"] or "\n" in item["value"]:
+            raise SubscriptionError(f"{member} value of {item['key']!r} may not hold line breaks")
+        pairs[item["key"]] = item["value"]
+    return pairs
+
+
+def _time(value: Any, member: str) -> datetime:
+    if not isinstance(value, str):
+        raise SubscriptionError(f"{member} must be an ISO 8601 DateTime string, not {value!r}")
+    try:
+        return subs._parse_time(value)
+    except ValueError as exc:
+        raise SubscriptionError(
+            f"{member} must be an ISO 8601 DateTime such as 2030-01-01T00:00:00Z, not {value!r}"
+        ) from exc
+
+
+def _entities(value: Any, terms: ActiveContext) -> list[dict[str, Any]]:
+    if not isinstance(value, list) or not value:
+        raise SubscriptionError("entities must be a non-empty array of entity selectors")
+    selectors = []
+    for item in value:
+        if not isinstance(item, dict):
+            raise SubscriptionError(f"each of entities must be an object, not {item!r}")
+        unknown = set(item) - {"id", "idPattern", "type"}
+        if unknown:
+            raise SubscriptionError(f"entities members may be id, idPattern, type; not {unknown}")
+        kind = item.get("type")
+        if not isinstance(kind, str) or not kind.strip():
+            raise SubscriptionError("each of entities must name a type (NGSI-LD EntitySelector)")
+        selector: dict[str, Any] = {"id": None, "idPattern": None}
+        if "id" in item:
+            selector["id"] = _uri(item["id"], "entities.id")
+        if "idPattern" in item:
+            pattern = item["idPattern"]
+            try:
+                re.compile(pattern)
+            except (re.error, TypeError) as exc:
+                raise SubscriptionError(
+                    f"entities.idPattern {pattern!r} is not a regular expression: {exc}"
+                ) from exc
+            selector["idPattern"] = pattern
+        try:
+            selector["types"] = subs.parse_type_selection(kind, terms.expand)
+        except ValueError as exc:
+            raise SubscriptionError(f"entities.type: {exc}") from exc
+        selectors.append(selector)
+    return selectors
+
+
+def _geo(value: Any, terms: ActiveContext) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise SubscriptionError("geoQ must be an object with geometry, coordinates and georel")
+    for member in ("geometry", "coordinates", "georel"):
+        if member not in value:
+            raise SubscriptionError(f"geoQ.{member} is missing")
+    coordinates = value["coordinates"]
+    if isinstance(coordinates, str):
+        try:
+            coordinates = orjson.loads(coordinates)
+        except orjson.JSONDecodeError as exc:
+            raise SubscriptionError(f"geoQ.coordinates is not a JSON array: {exc}") from exc
+    geo = {
+        "geometry": value["geometry"],
+        "coordinates": coordinates,
+        "georel": value["georel"],
+        "geoproperty": terms.expand(value.get("geoproperty") or "location"),
+    }
+    try:
+        subs.compile_geo(geo)
+    except ValueError as exc:
+        raise SubscriptionError(f"geoQ: {exc}") from exc
+    except Exception as exc:
+        raise SubscriptionError(f"geoQ is not a valid geo-query: {exc}") from exc
+    return geo
+
+
+def _endpoint(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise SubscriptionError("notification.endpoint must be an object with a uri")
+    uri = value.get("uri")
+    if not isinstance(uri, str) or ":" not in uri:
+        raise SubscriptionError("notification.endpoint.uri must be an http(s) or mqtt(s) URI")
+    scheme = uri.split(":", 1)[0].lower()
+    accept = value.get("accept", JSON)
+    if accept not in ACCEPTS:
+        raise SubscriptionError(
+            f"notification.endpoint.accept must be {JSON} or {JSONLD}, not {accept!r}"
+        )
+    receiver = _key_values(value.get("receiverInfo", []), "notification.endpoint.receiverInfo")
+    notifier = _key_values(value.get("notifierInfo", []), "notification.endpoint.notifierInfo")
+    if scheme in HTTP_SCHEMES:
+        if not re.match(r"^https?://[^/\s]+", uri):
+            raise SubscriptionError(f"notification.endpoint.uri {uri!r} names no host")
+        for key in receiver:
+            if not _HEADER_NAME.match(key):
+                raise SubscriptionError(f"receiverInfo key {key!r} is not a valid HTTP header")
+    elif scheme in MQTT_SCHEMES:
+        try:
+            parse_mqtt_uri(uri)
+            mqtt_options(notifier)
+        except ValueError as exc:
+            raise SubscriptionError(f"notification.endpoint: {exc}") from exc
+    else:
+        raise SubscriptionError(
+            f"notification.endpoint.uri must use http, https, mqtt or mqtts, not {scheme!r}"
+        )
+    return {"uri": uri, "accept": accept, "receiverInfo": receiver, "notifierInfo": notifier}
+
+
+def _notification(value: Any, terms: ActiveContext) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise SubscriptionError("notification is missing: it must be an object with an endpoint")
+    compiled: dict[str, Any] = {"endpoint": _endpoint(value.get("endpoint"))}
+    if "attributes" in value:
+        attributes = _names(value["attributes"], "notification.attributes")
+        compiled["attributes"] = [terms.expand(a) for a in attributes]
+    fmt = value.get("format", "normalized")
+    if fmt not in subs.FORMATS:
+        raise SubscriptionError(
+            f"notification.format must be normalized, keyValues or concise, not {fmt!r}"
+        )
+    compiled["format"] = fmt
+    for flag in ("sysAttrs", "showChanges"):
+        if flag in value:
+            if not isinstance(value[flag], bool):
+                raise SubscriptionError(f"notification.{flag} must be true or false")
+            compiled[flag] = value[flag]
+    return compiled
+
+
+def compile_subscription(
+    doc: dict[str, Any],
+    ld_context: Any,
+    *,
+    now: datetime | None = None,
+    check_expiry: bool = True,
+    processor: ContextProcessor | None = None,
+) -> dict[str, Any]:
+    """Check a whole Subscription document; return its compiled form (expanded names).
+
+    `check_expiry`: expiresAt must lie in the future (on creation, and when a PATCH sets it).
+    Raises SubscriptionError, or ContextNotAvailable for an @context URL the broker lacks.
+    """
+    now = now or utcnow()
+    try:
+        terms = subs.terms_for(ld_context, processor)
+    except InvalidContext as exc:
+        raise SubscriptionError(f"@context: {exc}") from exc
+    if doc.get("type") != "Subscription":
+        raise SubscriptionError('type must be "Subscription"')
+    _uri(doc.get("id"), "id")
+    for member in UNSUPPORTED:
+        if member in doc:
+            raise SubscriptionError(f"{member} is not supported by this broker; leave it out")
+    compiled: dict[str, Any] = {}
+    if "entities" in doc:
+        compiled["entities"] = _entities(doc["entities"], terms)
+    if "watchedAttributes" in doc:
+        watched = _names(doc["watchedAttributes"], "watchedAttributes")
+        compiled["watchedAttributes"] = [terms.expand(a) for a in watched]
+    if "timeInterval" in doc:
+        compiled["timeInterval"] = _positive(doc["timeInterval"], "timeInterval")
+        if "watchedAttributes" in doc:
+            raise SubscriptionError("timeInterval and watchedAttributes may not be used together")
+        if "throttling" in doc:
+            raise SubscriptionError("timeInterval and throttling may not be used together")
+    if "entities" not in doc and "watchedAttributes" not in doc:
+        raise SubscriptionError("a subscription needs entities, watchedAttributes or both")
+    if "throttling" in doc:
+        compiled["throttling"] = _positive(doc["throttling"], "throttling")
+    if "notificationTrigger" in doc:
+        triggers = doc["notificationTrigger"]
+        if not isinstance(triggers, list) or not triggers:
+            raise SubscriptionError("notificationTrigger must be a non-empty array")
+        wrong = [t for t in triggers if t not in subs.TRIGGERS]
+        if wrong:
+            raise SubscriptionError(
+                f"notificationTrigger values must be among {', '.join(subs.TRIGGERS)}; not {wrong}"
+            )
+        compiled["triggers"] = list(dict.fromkeys(triggers))
+    if "q" in doc:
+        if not isinstance(doc["q"], str) or not doc["q"].strip():
+            raise SubscriptionError("q must be a non-empty NGSI-LD query string")
+        try:
+            subs.compile_q(doc["q"], terms)
+        except ValueError as exc:
+            raise SubscriptionError(f"q: {exc}") from exc
+        except Exception as exc:
+            raise SubscriptionError(f"q is not a valid NGSI-LD query: {exc}") from exc
+        compiled["q"] = doc["q"]
+    if "geoQ" in doc:
+        compiled["geoQ"] = _geo(doc["geoQ"], terms)
+    if "isActive" in doc and not isinstance(doc["isActive"], bool):
+        raise SubscriptionError("isActive must be true or false")
+    if "expiresAt" in doc and _time(doc["expiresAt"], "expiresAt") <= now and check_expiry:
+        raise SubscriptionError("expiresAt must lie in the future")
+    if "jsonldContext" in doc:
+        compiled["jsonldContext"] = _uri(doc["jsonldContext"], "jsonldContext")
+    for member in ("subscriptionName", "description"):
+        if member in doc and not isinstance(doc[member], str):
+            raise SubscriptionError(f"{member} must be a string")
+    compiled.update(_notification(doc.get("notification"), terms))
+    return compiled
+
+
+def clean_document(doc: dict[str, Any]) -> dict[str, Any]:
+    """The document as stored: without @context and the read-only status members."""
+    body = {k: v for k, v in doc.items() if k not in {"@context", "status"}}
+    notification = body.get("notification")
+    if isinstance(notification, dict):
+        body["notification"] = {
+            k: v for k, v in notification.items() if k not in {*STATUS_MEMBERS, "status"}
+        }
+    return body
+
+
+def merge_fragment(body: dict[str, Any], fragment: dict[str, Any]) -> dict[str, Any]:
+    """PATCH: members of the fragment replace the stored ones (`null` removes one);
+    `notification` is merged member by member."""
+    merged = dict(body)
+    for key, value in fragment.items():
+        if key == "notification" and isinstance(value, dict):
+            inner = dict(merged.get("notification") or {})
+            for k, v in value.items():
+                if v is None:
+                    inner.pop(k, None)
+                else:
+                    inner[k] = v
+            merged[key] = inner
+        elif value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = value
+    return merged
+
+
+def render(row: Subscription, *, with_context: bool) -> dict[str, Any]:
+    """A stored subscription with its status fields, as GET returns it."""
+    out = dict(row.body)
+    out["isActive"] = row.is_active
+    out["status"] = subs.status_of(row)
+    notification = dict(out.get("notification") or {})
+    notification["timesSent"] = row.times_sent
+    notification["timesFailed"] = row.times_failed
+    for member, value in (
+        ("lastNotification", row.last_notification),
+        ("lastSuccess", row.last_success),
+        ("lastFailure", row.last_failure),
+    ):
+        if value is not None:
+            notification[member] = subs.iso(value)
+    if row.last_notification is not None:
+        failed = row.last_failure is not None and (
+            row.last_success is None or row.last_failure > row.last_success
+        )
+        notification["status"] = "failed" if failed else "ok"
+    out["notification"] = notification
+    if with_context:
+        out["@context"] = row.ld_context or subs.CORE_CONTEXT_URL
+    return out
+
+
+# -- requests -------------------------------------------------------------------------------------
+
+
+async def read_document(request: Request) -> tuple[dict[str, Any], Any]:
+    """The JSON body and the @context it is to be read with (body, Link header, or core)."""
+    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media not in ACCEPTS:
+        raise NgsiLdError(
+            "UnsupportedMediaType",
+            f"send Content-Type {JSON} or {JSONLD}, not {media or 'nothing'!r}",
+        )
+    try:
+        doc = orjson.loads(await request.body())
+    except orjson.JSONDecodeError as exc:
+        raise NgsiLdError("InvalidRequest", f"the body is not valid JSON: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise NgsiLdError("InvalidRequest", "the body must be a JSON object")
+    if media == JSONLD:
+        if "@context" not in doc:
+            raise bad_data(f"a {JSONLD} body must carry its @context")
+        return doc, doc["@context"]
+    if "@context" in doc:
+        raise bad_data(f"a {JSON} body may not carry @context: send it in a Link header")
+    return doc, link_context(request)
+
+
+def _wants_jsonld(request: Request) -> bool:
+    return JSONLD in request.headers.get("accept", "")
+
+
+def _json(content: Any, request: Request, headers: dict[str, str] | None = None) -> Response:
+    media = JSONLD if _wants_jsonld(request) else JSON
+    return Response(orjson.dumps(content), media_type=media, headers=headers)
+
+
+def _request_id(request: Request) -> str:
+    return str(getattr(request.state, "request_id", ""))
+
+
+def _compile(request: Request, doc: dict[str, Any], ld_context: Any, **options: Any) -> Any:
+    processor = processor_of(request.app.state.pujiang)
+    try:  # ContextNotAvailable becomes 503 LdContextNotAvailable in NgsiLdRoute
+        return compile_subscription(doc, ld_context, processor=processor, **options)
+    except SubscriptionError as exc:
+        raise bad_data(str(exc)) from exc
+
+
+def _found(session: DbSession, tenant: str, sub_id: str) -> Subscription:
+    row = subs.get(session, tenant, sub_id)
+    if row is None:
+        raise NgsiLdError("ResourceNotFound", f"there is no subscription {sub_id!r}")
+    return row
+
+
+@router.post("/subscriptions", status_code=201)
+async def create_subscription(
+    request: Request, session: DbSession, principal: Subscriber
+) -> Response:
+    tenant = tenant_of(request)
+    doc, ld_context = await read_document(request)
+    doc = dict(doc)
+    doc.setdefault("id", f"urn:ngsi-ld:Subscription:{uuid.uuid4()}")
+    compiled = _compile(request, doc, ld_context)
+    if subs.get(session, tenant, doc["id"]) is not None:
+        raise NgsiLdError("AlreadyExists", f"a subscription {doc['id']!r} exists already")
+    body = clean_document(doc)
+    try:
+        with session.begin_nested():
+            subs.create(session, tenant, body, compiled, ld_context, principal.actor)
+    except IntegrityError as exc:
+        raise NgsiLdError("AlreadyExists", f"a subscription {doc['id']!r} exists already") from exc
+    audit.append(
+        session,
+        actor=principal.actor,
+        action="context.subscription.create",
+        target=doc["id"],
+        request_id=_request_id(request),
+        detail={"tenant": tenant, "endpoint": compiled["endpoint"]["uri"]},
+    )
+    return Response(status_code=201, headers={"Location": f"/ngsi-ld/v1/subscriptions/{doc['id']}"})
+
+
+@router.get("/subscriptions")
+def list_subscriptions(
+    request: Request,
+    session: DbSession,
+    _principal: Subscriber,
+    limit: str | None = None,
+    offset: str | None = None,
+    count: str | None = None,
+) -> Response:
+    tenant = tenant_of(request)
+    try:
+        size = DEFAULT_LIMIT if limit is None else int(limit)
+        skip = 0 if offset is None else int(offset)
+    except ValueError as exc:
+        raise bad_data("limit and offset must be whole numbers") from exc
+    if not 0 <= size <= MAX_LIMIT or skip < 0:
+        raise bad_data(f"limit must be 0..{MAX_LIMIT} and offset 0 or more")
+    if count not in (None, "true", "false"):
+        raise bad_data("count must be true or false")
+    if size == 0 and count != "true":
+        raise bad_data("limit=0 only makes sense with count=true")
+    rows, total = subs.page(session, tenant, size, skip)
+    with_context = _wants_jsonld(request)
+    headers = {"NGSILD-Results-Count": str(total)} if count == "true" else {}
+    return _json([render(r, with_context=with_context) for r in rows], request, headers)
+
+
+@router.get("/subscriptions/{sub_id:path}")
+def get_subscription(
+    sub_id: str, request: Request, session: DbSession, _principal: Subscriber
+) -> Response:
+    row = _found(session, tenant_of(request), sub_id)
+    return _json(render(row, with_context=_wants_jsonld(request)), request)
+
+
+@router.patch("/subscriptions/{sub_id:path}", status_code=204)
+async def update_subscription(
+    sub_id: str, request: Request, session: DbSession, principal: Subscriber
+) -> Response:
+    tenant = tenant_of(request)
+    fragment, ld_context = await read_document(request)
+    row = _found(session, tenant, sub_id)
+    if "id" in fragment and fragment["id"] != sub_id:
+        raise bad_data("the id of a subscription cannot be changed")
+    fragment = clean_document(fragment)
+    if not fragment:
+        raise bad_data("the fragment changes nothing: send the members to change")
+    context = ld_context if ld_context is not None else row.ld_context
+    body = merge_fragment(row.body, fragment)
+    compiled = _compile(request, body, context, check_expiry="expiresAt" in fragment)
+    subs.replace(session, row, body, compiled, context)
+    audit.append(
+        session,
+        actor=principal.actor,
+        action="context.subscription.update",
+        target=sub_id,
+        request_id=_request_id(request),
+        detail={"tenant": tenant, "members": sorted(fragment)},
+    )
+    return Response(status_code=204)
+
+
+@router.delete("/subscriptions/{sub_id:path}", status_code=204)
+def delete_subscription(
+    sub_id: str, request: Request, session: DbSession, principal: Subscriber
+) -> Response:
+    tenant = tenant_of(request)
+    row = _found(session, tenant, sub_id)
+    subs.remove(session, row)
+    audit.append(
+        session,
+        actor=principal.actor,
+        action="context.subscription.delete",
+        target=sub_id,
+        request_id=_request_id(request),
+        detail={"tenant": tenant},
+    )
+    return Response(status_code=204)

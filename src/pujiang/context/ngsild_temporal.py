@@ -1,0 +1,703 @@
+"""NGSI-LD temporal routes (clauses 6.18-6.24) under /ngsi-ld/v1/temporal: the HTTP adapter of
+`temporal.py`. Request parsing, ProblemDetails and replies are the broker adapter's
+(`ngsild.py`); this file only adds what the temporal representation needs.
+
+Mount with `router.include_router(ngsild_temporal.router)` in `context/api.py`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Query, Request
+from starlette.responses import Response
+
+from pujiang.context import jsonld, ngsild_q
+from pujiang.context.jsonld import ActiveContext, expand_instance, expand_types, is_uri
+from pujiang.context.ngsild import (
+    DEFAULT_LIMIT,
+    PREFIX,
+    Body,
+    Ld,
+    LdRequest,
+    NgsiLdError,
+    NgsiLdRoute,
+    Reader,
+    Writer,
+    check_entity_id,
+    no_content,
+    parse_types,
+    read_payload,
+    reply,
+)
+from pujiang.context.service import BadData, Entity, NotSupported, TooManyResults
+from pujiang.context.temporal import (
+    MAX_LIMIT,
+    TemporalPage,
+    TemporalQuery,
+    TemporalStore,
+    parse_temporal_query,
+)
+
+router = APIRouter(prefix=PREFIX + "/temporal", route_class=NgsiLdRoute, tags=["NGSI-LD temporal"])
+
+_FORMATS = ("normalized", "temporalValues", "aggregatedValues")
+# Simplified temporal representation (clause 4.5.9): the member holding [[value, time], ...].
+_SIMPLE_MEMBER = {
+    "Property": "values",
+    "GeoProperty": "values",
+    "Relationship": "objects",
+    "LanguageProperty": "languageMaps",
+    "ListProperty": "valueLists",
+    "ListRelationship": "objectLists",
+    "JsonProperty": "jsons",
+    "VocabProperty": "vocabs",
+}
+# ... and what each [value, time] pair's value becomes in an instance.
+_INSTANCE_MEMBER = {
+    "Property": "value",
+    "GeoProperty": "value",
+    "Relationship": "object",
+    "LanguageProperty": "languageMap",
+    "ListProperty": "valueList",
+    "ListRelationship": "objectList",
+    "JsonProperty": "json",
+    "VocabProperty": "vocab",
+}
+_WRAPPED = {"LanguageProperty", "JsonProperty", "VocabProperty"}  # values are {member: ...}
+
+
+def store_of(ld: LdRequest) -> TemporalStore:
+    return TemporalStore(ld.broker)
+
+
+# -- parsing --------------------------------------------------------------------------------
+
+
+def _split(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    return items or None
+
+
+def _representation(options: str | None, fmt: str | None) -> tuple[str, bool]:
+    """(normalized | temporalValues | aggregatedValues, sysAttrs)."""
+    opts = {o.strip() for o in (options or "").split(",") if o.strip()}
+    known = {"temporalValues", "aggregatedValues", "sysAttrs", "normalized", "count"}
+    unknown = opts - known
+    if unknown:
+        raise BadData(
+            f"未知的 options：{', '.join(sorted(unknown))} / unknown options for temporal "
+            f"requests: {', '.join(sorted(unknown))} (use temporalValues, aggregatedValues, "
+            "sysAttrs)"
+        )
+    chosen = "normalized"
+    if "temporalValues" in opts:
+        chosen = "temporalValues"
+    if "aggregatedValues" in opts:
+        chosen = "aggregatedValues"
+    if fmt:
+        if fmt not in _FORMATS:
+            raise BadData(
+                f"未知的 format：{fmt} / unknown format {fmt!r}; use {', '.join(_FORMATS)}"
+            )
+        chosen = fmt
+    return chosen, "sysAttrs" in opts
+
+
+def _types(text: str | None, ctx: ActiveContext) -> list[str] | None:
+    if not text:
+        return None
+    alternatives = parse_types(text, ctx)
+    if any(len(conjunction) > 1 for conjunction in alternatives):
+        raise NotSupported(
+            "时间查询不支持类型的合取（;）/ temporal queries do not support type conjunctions "
+            "(A;B): list alternatives with , or |"
+        )
+    return [t for conjunction in alternatives for t in conjunction]
+
+
+def _q(text: str, ctx: ActiveContext) -> ngsild_q.QExpr:
+    try:
+        return ngsild_q.parse_q(text).map_names(ctx.expand)
+    except ngsild_q.QSyntaxError as exc:
+        raise BadData(f"q 无效：{exc} / invalid q: {exc}") from exc
+
+
+def _temporal_query(
+    ld: LdRequest,
+    *,
+    ids: list[str] | None,
+    id_pattern: str | None,
+    type: str | None,
+    attrs: list[str] | None,
+    q: str | None,
+    geo_given: bool,
+    timerel: str | None,
+    time_at: str | None,
+    end_time_at: str | None,
+    timeproperty: str | None,
+    last_n: str | int | None,
+    aggr_methods: str | list[str] | None,
+    aggr_period: str | None,
+    representation: str,
+    limit: int = DEFAULT_LIMIT,
+    offset: int = 0,
+    count: bool = False,
+) -> TemporalQuery:
+    if geo_given:
+        raise NotSupported(
+            "时间查询暂不支持地理查询 / geo-queries on temporal evolutions are not supported: "
+            "query the current entities with georel first, then their history by id"
+        )
+    query = parse_temporal_query(
+        timerel=timerel,
+        time_at=time_at,
+        end_time_at=end_time_at,
+        timeproperty=timeproperty,
+        last_n=last_n,
+        aggr_methods=aggr_methods,
+        aggr_period=aggr_period,
+        aggregated=representation == "aggregatedValues",
+    )
+    if limit < 0 or offset < 0:
+        raise BadData("limit 和 offset 不能为负 / limit and offset must not be negative")
+    if limit > MAX_LIMIT:
+        raise TooManyResults(f"limit 最大为 {MAX_LIMIT} / limit must not exceed {MAX_LIMIT}")
+    if limit == 0 and not count:
+        raise BadData("limit=0 只能与 count=true 一起用 / limit=0 needs count=true")
+    query.limit, query.offset, query.count = limit, offset, count
+    if ids:
+        query.ids = [check_entity_id(i) for i in ids]
+    if id_pattern:
+        try:
+            re.compile(id_pattern)
+        except re.error as exc:
+            raise BadData(f"idPattern 不是有效的正则：{exc} / idPattern is not a regex") from exc
+        query.id_pattern = id_pattern
+    query.types = _types(type, ld.ctx)
+    if attrs:
+        for name in attrs:
+            jsonld.check_name(name)
+        query.attrs = [ld.ctx.expand(a) for a in attrs]
+    if q:
+        query.q = _q(q, ld.ctx)
+    return query
+
+
+def _instances(name: str, raw: Any, ctx: ActiveContext) -> list[dict[str, Any]]:
+    """One attribute of an EntityTemporal payload: instances, or the simplified form."""
+    if isinstance(raw, dict) and raw.get("type", "Property") in _SIMPLE_MEMBER:
+        kind = raw.get("type", "Property")
+        member = _SIMPLE_MEMBER[kind]
+        if member in raw and _INSTANCE_MEMBER[kind] not in raw:
+            return [expand_instance(name, item, ctx) for item in _from_simple(name, kind, raw)]
+    items = raw if isinstance(raw, list) else [raw]
+    if not items:
+        raise BadData(f"属性 {name} 没有实例 / attribute {name} has no instances")
+    return [expand_instance(name, item, ctx) for item in items]
+
+
+def _from_simple(name: str, kind: str, raw: dict[str, Any]) -> list[dict[str, Any]]:
+    member = _SIMPLE_MEMBER[kind]
+    pairs = raw[member]
+    if not isinstance(pairs, list) or not all(
+        isinstance(p, list) and len(p) == 2 and isinstance(p[1], str) for p in pairs
+    ):
+        raise BadData(
+            f"属性 {name} 的 {member} 必须是 [值, 时间] 对的数组 / {member} of {name} must be an "
+            "array of [value, time] pairs"
+        )
+    out = []
+    for value, moment in pairs:
+        target = _INSTANCE_MEMBER[kind]
+        if kind in _WRAPPED and isinstance(value, dict) and target in value:
+            value = value[target]
+        instance: dict[str, Any] = {"type": kind, target: value, "observedAt": moment}
+        if "datasetId" in raw:
+            instance["datasetId"] = raw["datasetId"]
+        out.append(instance)
+    return out
+
+
+def _temporal_entity(payload: Any, ctx: ActiveContext, *, fragment: bool) -> Entity:
+    if not isinstance(payload, dict):
+        raise BadData("请求体必须是 JSON 对象 / the body must be a JSON object")
+    entity: Entity = {}
+    if not fragment:
+        entity_id = payload.get("id")
+        if not is_uri(entity_id):
+            raise BadData(
+                f"实体 id 必须是 URI：{entity_id!r} / "
+                f"the entity id must be a URI, not {entity_id!r}"
+            )
+        entity["id"] = entity_id
+        entity["type"] = expand_types(payload.get("type"), ctx, required=False)
+    for key, value in payload.items():
+        if key in ("id", "type", "@context", "scope", "createdAt", "modifiedAt"):
+            continue
+        if key.startswith("@"):
+            raise BadData(f"不允许出现 {key} / {key} is not allowed here")
+        jsonld.check_name(key)
+        entity.setdefault(ctx.expand(key), []).extend(_instances(key, value, ctx))
+    return entity
+
+
+# -- rendering ------------------------------------------------------------------------------
+
+
+def _compact_value(kind: str, value: Any, ctx: ActiveContext) -> Any:
+    if kind == "VocabProperty":
+        if isinstance(value, str):
+            return ctx.compact(value)
+        if isinstance(value, list):
+            return [ctx.compact(v) if isinstance(v, str) else v for v in value]
+    return value
+
+
+def _render_instance(instance: dict[str, Any], ctx: ActiveContext, keep: set[str]) -> Any:
+    out: dict[str, Any] = {}
+    kind = instance.get("type", "Property")
+    for key, value in instance.items():
+        if key in ("createdAt", "modifiedAt", "deletedAt"):
+            if key in keep:
+                out[key] = value
+        elif key == "vocab":
+            out[key] = _compact_value("VocabProperty", value, ctx)
+        elif key == "objectType":
+            out[key] = ctx.compact(value) if isinstance(value, str) else value
+        elif key in _INSTANCE_MEMBER.values() or key in (
+            "type",
+            "datasetId",
+            "observedAt",
+            "unitCode",
+            "instanceId",
+            "lang",
+        ):
+            out[key] = value
+        elif isinstance(value, dict):
+            out[ctx.compact(key)] = _render_instance(value, ctx, keep)
+        elif isinstance(value, list):
+            out[ctx.compact(key)] = [
+                _render_instance(v, ctx, keep) if isinstance(v, dict) else v for v in value
+            ]
+    out["type"] = kind
+    return out
+
+
+def _time_of(instance: dict[str, Any], timeproperty: str) -> Any:
+    return instance.get(timeproperty) or instance.get("modifiedAt")
+
+
+def _render(page: TemporalPage, ld: LdRequest, representation: str, sys_attrs: bool) -> list[Any]:
+    ctx = ld.ctx
+    keep = {"createdAt", "modifiedAt", "deletedAt"} if sys_attrs else set()
+    if page.time_property != "observedAt":
+        keep.add(page.time_property)
+    out = []
+    for entity in page.entities:
+        types = [ctx.compact(t) for t in entity.get("type", [])]
+        rendered: dict[str, Any] = {
+            "id": entity["id"],
+            "type": types[0] if len(types) == 1 else types,
+        }
+        for name, instances in entity.items():
+            if name in ("id", "type"):
+                continue
+            short = ctx.compact(name)
+            if page.aggregated:
+                items = [dict(i) for i in instances]
+                rendered[short] = items[0] if len(items) == 1 else items
+            elif representation == "temporalValues":
+                rendered[short] = _render_simple(instances, page.time_property, ctx)
+            else:
+                rendered[short] = [_render_instance(i, ctx, keep) for i in instances]
+        out.append(rendered)
+    return out
+
+
+def _render_simple(instances: list[dict[str, Any]], timeproperty: str, ctx: ActiveContext) -> Any:
+    by_dataset: dict[str, list[dict[str, Any]]] = {}
+    for instance in instances:
+        by_dataset.setdefault(str(instance.get("datasetId") or ""), []).append(instance)
+    items = []
+    for dataset, members in by_dataset.items():
+        kind = members[0].get("type", "Property")
+        member = _SIMPLE_MEMBER.get(kind, "values")
+        target = _INSTANCE_MEMBER.get(kind, "value")
+        pairs = []
+        for instance in members:
+            value = _compact_value(kind, instance.get(target), ctx)
+            if kind in _WRAPPED:
+                value = {target: value}
+            pairs.append([value, _time_of(instance, timeproperty)])
+        item: dict[str, Any] = {"type": kind, member: pairs}
+        if dataset:
+            item["datasetId"] = dataset
+        items.append(item)
+    return items[0] if len(items) == 1 else items
+
+
+def _page_links(request: Request, offset: int, limit: int, has_next: bool) -> str | None:
+    params = dict(request.query_params)
+    links = []
+    if offset > 0 and limit > 0:
+        prev = urlencode({**params, "offset": max(0, offset - limit), "limit": limit})
+        links.append(f'<{request.url.path}?{prev}>; rel="prev"')
+    if has_next:
+        following = urlencode({**params, "offset": offset + limit, "limit": limit})
+        links.append(f'<{request.url.path}?{following}>; rel="next"')
+    return ", ".join(links) or None
+
+
+def _reply(
+    ld: LdRequest,
+    page: TemporalPage,
+    data: Any,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    headers = dict(headers or {})
+    status = 200
+    if page.content_range is not None:
+        headers["Content-Range"] = page.content_range
+        status = 206
+    if ld.accept not in ("application/json", "application/ld+json"):
+        raise NgsiLdError(
+            "NotAcceptable",
+            "时间表示只提供 JSON / the temporal representation is JSON or JSON-LD only",
+        )
+    return reply(ld, data, status=status, headers=headers)
+
+
+# -- routes ---------------------------------------------------------------------------------
+
+
+@router.get("/entities", summary="查询时间演变 / query temporal evolution of entities")
+def query_temporal(
+    request: Request,
+    ld: Ld,
+    _: Reader,
+    id: str | None = None,
+    idPattern: str | None = None,  # noqa: N803 - the NGSI-LD parameter names
+    type: str | None = None,
+    attrs: str | None = None,
+    q: str | None = None,
+    georel: str | None = None,
+    geometry: str | None = None,
+    coordinates: str | None = None,
+    timerel: str | None = None,
+    timeAt: str | None = None,  # noqa: N803
+    endTimeAt: str | None = None,  # noqa: N803
+    timeproperty: str | None = None,
+    lastN: str | None = None,  # noqa: N803
+    aggrMethods: str | None = None,  # noqa: N803
+    aggrPeriodDuration: str | None = None,  # noqa: N803
+    limit: Annotated[int, Query()] = DEFAULT_LIMIT,
+    offset: Annotated[int, Query()] = 0,
+    count: bool = False,
+    options: str | None = None,
+    format: str | None = None,
+) -> Response:
+    representation, sys_attrs = _representation(options, format)
+    count = count or "count" in (options or "").split(",")
+    ids = _split(id)
+    attr_list = _split(attrs)
+    geo_given = any(p for p in (georel, geometry, coordinates))
+    if not (type or attr_list or q or geo_given or ids or idPattern):
+        raise BadData(
+            "查询时间演变至少需要 type、attrs、q、id 或 idPattern 之一 / querying temporal "
+            "evolution needs at least one of type, attrs, q, id or idPattern"
+        )
+    query = _temporal_query(
+        ld,
+        ids=ids,
+        id_pattern=idPattern,
+        type=type,
+        attrs=attr_list,
+        q=q,
+        geo_given=geo_given,
+        timerel=timerel,
+        time_at=timeAt,
+        end_time_at=endTimeAt,
+        timeproperty=timeproperty,
+        last_n=lastN,
+        aggr_methods=aggrMethods,
+        aggr_period=aggrPeriodDuration,
+        representation=representation,
+        limit=limit,
+        offset=offset,
+        count=count,
+    )
+    return _query_reply(request, ld, query, representation, sys_attrs)
+
+
+def _query_reply(
+    request: Request, ld: LdRequest, query: TemporalQuery, representation: str, sys_attrs: bool
+) -> Response:
+    wanted = query.limit
+    query.limit = wanted + 1 if wanted else 0
+    page = store_of(ld).query(ld.tenant, query)
+    has_next = len(page.entities) > wanted
+    page.entities = page.entities[:wanted]
+    headers: dict[str, str] = {}
+    if page.total is not None:
+        headers["NGSILD-Results-Count"] = str(page.total)
+    links = _page_links(request, query.offset, wanted, has_next)
+    if links:
+        headers["Link"] = links
+    return _reply(ld, page, _render(page, ld, representation, sys_attrs), headers)
+
+
+@router.post(
+    "/entityOperations/query",
+    summary="以请求体查询时间演变 / query temporal evolution (POST)",
+)
+def query_temporal_post(
+    request: Request,
+    ld: Ld,
+    body: Body,
+    _: Reader,
+    limit: Annotated[int, Query()] = DEFAULT_LIMIT,
+    offset: Annotated[int, Query()] = 0,
+    count: bool = False,
+    options: str | None = None,
+    format: str | None = None,
+) -> Response:
+    payload = read_payload(request, body, ld)
+    if not isinstance(payload, dict) or payload.get("type", "Query") != "Query":
+        raise BadData(
+            '请求体必须是 Query 对象 / the body must be a Query object ({"type": "Query"})'
+        )
+    representation, sys_attrs = _representation(options, format)
+    count = count or "count" in (options or "").split(",")
+    ids: list[str] = []
+    types: list[str] = []
+    patterns: list[str] = []
+    for selector in payload.get("entities") or []:
+        if not isinstance(selector, dict):
+            raise BadData("entities 的每一项必须是对象 / each item of entities must be an object")
+        if isinstance(selector.get("id"), str):
+            ids.append(selector["id"])
+        if isinstance(selector.get("idPattern"), str):
+            patterns.append(selector["idPattern"])
+        if isinstance(selector.get("type"), str):
+            types.append(selector["type"])
+    temporal = payload.get("temporalQ") or {}
+    if not isinstance(temporal, dict):
+        raise BadData("temporalQ 必须是对象 / temporalQ must be an object")
+    attrs = payload.get("attrs")
+    if attrs is not None and not (
+        isinstance(attrs, list) and all(isinstance(a, str) for a in attrs)
+    ):
+        raise BadData("attrs 必须是字符串数组 / attrs must be an array of strings")
+    if len(patterns) > 1:
+        raise NotSupported("只支持一个 idPattern / only one idPattern is supported")
+    q = payload.get("q")
+    if q is not None and not isinstance(q, str):
+        raise BadData("q 必须是字符串 / q must be a string")
+    if not (types or attrs or q or ids or patterns or payload.get("geoQ")):
+        raise BadData(
+            "查询时间演变至少需要 entities、attrs 或 q 之一 / querying temporal evolution needs "
+            "entities, attrs or q"
+        )
+
+    def text(name: str) -> str | None:
+        value = temporal.get(name)
+        return None if value is None else str(value)
+
+    query = _temporal_query(
+        ld,
+        ids=ids or None,
+        id_pattern=patterns[0] if patterns else None,
+        type=",".join(types) if types else None,
+        attrs=attrs,
+        q=q,
+        geo_given=bool(payload.get("geoQ")),
+        timerel=text("timerel"),
+        time_at=text("timeAt"),
+        end_time_at=text("endTimeAt"),
+        timeproperty=text("timeproperty"),
+        last_n=temporal.get("lastN"),
+        aggr_methods=payload.get("aggrMethods") or _aggr(payload, "aggrMethods"),
+        aggr_period=payload.get("aggrPeriodDuration") or _aggr(payload, "aggrPeriodDuration"),
+        representation=representation,
+        limit=limit,
+        offset=offset,
+        count=count,
+    )
+    return _query_reply(request, ld, query, representation, sys_attrs)
+
+
+def _aggr(payload: dict[str, Any], name: str) -> Any:
+    params = payload.get("aggregationParams")
+    return params.get(name) if isinstance(params, dict) else None
+
+
+@router.get("/entities/{entity_id}", summary="读取时间演变 / retrieve temporal evolution")
+def retrieve_temporal(
+    entity_id: str,
+    ld: Ld,
+    _: Reader,
+    attrs: str | None = None,
+    timerel: str | None = None,
+    timeAt: str | None = None,  # noqa: N803 - the NGSI-LD parameter names
+    endTimeAt: str | None = None,  # noqa: N803
+    timeproperty: str | None = None,
+    lastN: str | None = None,  # noqa: N803
+    aggrMethods: str | None = None,  # noqa: N803
+    aggrPeriodDuration: str | None = None,  # noqa: N803
+    options: str | None = None,
+    format: str | None = None,
+) -> Response:
+    check_entity_id(entity_id)
+    representation, sys_attrs = _representation(options, format)
+    query = _temporal_query(
+        ld,
+        ids=None,
+        id_pattern=None,
+        type=None,
+        attrs=_split(attrs),
+        q=None,
+        geo_given=False,
+        timerel=timerel,
+        time_at=timeAt,
+        end_time_at=endTimeAt,
+        timeproperty=timeproperty,
+        last_n=lastN,
+        aggr_methods=aggrMethods,
+        aggr_period=aggrPeriodDuration,
+        representation=representation,
+    )
+    page = store_of(ld).retrieve(ld.tenant, entity_id, query)
+    return _reply(ld, page, _render(page, ld, representation, sys_attrs)[0])
+
+
+@router.post(
+    "/entities",
+    status_code=201,
+    summary="创建或更新时间演变 / create or update temporal evolution",
+)
+def upsert_temporal(request: Request, ld: Ld, body: Body, _: Writer) -> Response:
+    payload = read_payload(request, body, ld)
+    entity = _temporal_entity(payload, ld.ctx, fragment=False)
+    created = store_of(ld).upsert(ld.tenant, entity)
+    request.state.audit_target = entity["id"]
+    if created:
+        location = f"{PREFIX}/temporal/entities/{entity['id']}"
+        return Response(status_code=201, headers={"Location": location})
+    return no_content()
+
+
+@router.delete(
+    "/entities/{entity_id}", status_code=204, summary="删除时间演变 / delete temporal evolution"
+)
+def delete_temporal(entity_id: str, ld: Ld, _: Writer) -> Response:
+    check_entity_id(entity_id)
+    store_of(ld).delete_entity(ld.tenant, entity_id)
+    return no_content()
+
+
+@router.post(
+    "/entities/{entity_id}/attrs",
+    status_code=204,
+    summary="向时间演变追加属性实例 / add attributes to temporal evolution",
+)
+def add_temporal_attrs(entity_id: str, request: Request, ld: Ld, body: Body, _: Writer) -> Response:
+    check_entity_id(entity_id)
+    payload = read_payload(request, body, ld)
+    fragment = _temporal_entity(payload, ld.ctx, fragment=True)
+    if not fragment:
+        raise BadData("请求体没有属性 / the body holds no attributes")
+    store_of(ld).add_attrs(ld.tenant, entity_id, fragment)
+    return no_content()
+
+
+def _dataset(value: str | None) -> str | None:
+    if value is not None and not is_uri(value):
+        raise BadData(f"datasetId 必须是 URI：{value!r} / datasetId must be a URI")
+    return value
+
+
+@router.delete(
+    "/entities/{entity_id}/attrs/{attr}",
+    status_code=204,
+    summary="删除时间演变中的属性 / delete an attribute from temporal evolution",
+)
+def delete_temporal_attr(
+    entity_id: str,
+    attr: str,
+    ld: Ld,
+    _: Writer,
+    datasetId: str | None = None,  # noqa: N803 - the NGSI-LD parameter names
+    deleteAll: bool = False,  # noqa: N803
+) -> Response:
+    check_entity_id(entity_id)
+    jsonld.check_name(attr)
+    store_of(ld).delete_attr(
+        ld.tenant, entity_id, ld.ctx.expand(attr), _dataset(datasetId), delete_all=deleteAll
+    )
+    return no_content()
+
+
+def _instance_id(value: str) -> str:
+    if not is_uri(value):
+        raise BadData(f"instanceId 必须是 URI：{value!r} / instanceId must be a URI")
+    return value
+
+
+@router.patch(
+    "/entities/{entity_id}/attrs/{attr}/{instance_id}",
+    status_code=204,
+    summary="修改属性实例 / modify an attribute instance",
+)
+def modify_temporal_instance(
+    entity_id: str,
+    attr: str,
+    instance_id: str,
+    request: Request,
+    ld: Ld,
+    body: Body,
+    _: Writer,
+) -> Response:
+    check_entity_id(entity_id)
+    jsonld.check_name(attr)
+    _instance_id(instance_id)
+    payload = read_payload(request, body, ld)
+    if not isinstance(payload, dict):
+        raise BadData("请求体必须是 JSON 对象 / the body must be a JSON object")
+    members = {k: v for k, v in payload.items() if k != "@context"}
+    if attr in members and len(members) == 1:
+        raw = members[attr]
+        if isinstance(raw, list):
+            if len(raw) != 1:
+                raise BadData(
+                    f"属性 {attr} 必须恰有一个实例 / {attr} must hold exactly one instance"
+                )
+            raw = raw[0]
+    elif "type" in members or "value" in members or "object" in members:
+        raw = members  # a bare instance
+    else:
+        raise BadData(
+            f"请求体应为 {{{attr!r}: [实例]}} / the body must be {{{attr!r}: [instance]}}"
+        )
+    instance = expand_instance(attr, raw, ld.ctx)
+    store_of(ld).modify_instance(ld.tenant, entity_id, ld.ctx.expand(attr), instance_id, instance)
+    return no_content()
+
+
+@router.delete(
+    "/entities/{entity_id}/attrs/{attr}/{instance_id}",
+    status_code=204,
+    summary="删除属性实例 / delete an attribute instance",
+)
+def delete_temporal_instance(
+    entity_id: str, attr: str, instance_id: str, ld: Ld, _: Writer
+) -> Response:
+    check_entity_id(entity_id)
+    jsonld.check_name(attr)
+    _instance_id(instance_id)
+    store_of(ld).delete_instance(ld.tenant, entity_id, ld.ctx.expand(attr), instance_id)
+    return no_content()

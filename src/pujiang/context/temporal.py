@@ -1,0 +1,1018 @@
+"""Temporal evolution of entities (ETSI GS CIM 009 v1.8: clauses 4.5.7-4.5.9, 4.5.19, 4.11,
+5.6.11-5.6.16, 5.7.3-5.7.4, 6.3.10) over the attribute-instance table `context_attr_instances`.
+
+No HTTP here (that is `ngsild_temporal.py`) and no JSON-LD: names are expanded IRIs, entities
+are in the internal form (docs/context.md) with every attribute a list of *instances over time*.
+
+History rows are written by the broker on every change (`service.py`) and by the temporal API
+itself. A row's `modified_at` is the time it was recorded: it is the instance's `createdAt` and,
+until the instance is modified through the temporal API, its `modifiedAt`. Deletions are rows
+with `deleted` set; they are the only instances `timeproperty=deletedAt` sees.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import statistics
+from calendar import monthrange
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
+
+import orjson
+from sqlalchemy import (
+    ColumnElement,
+    CursorResult,
+    Table,
+    and_,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.orm import Session
+
+from pujiang.context.models import (
+    ContextAttrInstance,
+    ContextEntity,
+    ContextEntityType,
+    ContextTenant,
+)
+from pujiang.context.ngsild_q import QExpr, evaluate
+from pujiang.context.service import (
+    BadData,
+    ContextBroker,
+    NotFound,
+    TooManyResults,
+    index_value,
+    parse_time,
+)
+
+__all__ = [
+    "AGGREGATION_METHODS",
+    "INSTANCE_ID_PREFIX",
+    "TIME_PROPERTIES",
+    "Duration",
+    "TemporalPage",
+    "TemporalQuery",
+    "TemporalStore",
+    "aggregate",
+    "iso",
+    "parse_duration",
+    "parse_temporal_query",
+]
+
+TIME_PROPERTIES = ("observedAt", "createdAt", "modifiedAt", "deletedAt")
+TIMERELS = ("before", "after", "between")
+AGGREGATION_METHODS = (
+    "totalCount",
+    "distinctCount",
+    "sum",
+    "avg",
+    "min",
+    "max",
+    "stddev",
+    "sumsq",
+)
+INSTANCE_ID_PREFIX = "urn:ngsi-ld:attribute:instance:"
+# Clause 6.3.10: at most this many instances of one attribute in one response (206 beyond).
+INSTANCE_LIMIT = 1000
+MAX_LIMIT = 1000
+MAX_PERIODS = 100_000
+CHUNK = 200
+
+_H = cast(Table, ContextAttrInstance.__table__)
+_E = cast(Table, ContextEntity.__table__)
+_T = cast(Table, ContextEntityType.__table__)
+_TEN = cast(Table, ContextTenant.__table__)
+
+Entity = dict[str, Any]
+Instance = dict[str, Any]
+
+
+def iso(moment: datetime) -> str:
+    """A UTC time as NGSI-LD writes it: 2026-11-24T01:00:00.000Z."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def _bad(message: str, **detail: Any) -> BadData:
+    return BadData(message, **detail)
+
+
+# --------------------------------------------------------------------------------------------
+# durations (ISO 8601, clause 4.5.19.1)
+
+_DURATION = re.compile(
+    r"P(?:(?P<weeks>\d+(?:[.,]\d+)?)W|"
+    r"(?:(?P<years>\d+)Y)?(?:(?P<months>\d+)M)?(?:(?P<days>\d+(?:[.,]\d+)?)D)?"
+    r"(?:T(?:(?P<hours>\d+(?:[.,]\d+)?)H)?(?:(?P<minutes>\d+(?:[.,]\d+)?)M)?"
+    r"(?:(?P<seconds>\d+(?:[.,]\d+)?)S)?)?)"
+)
+
+
+@dataclass(frozen=True)
+class Duration:
+    """Calendar months (years x 12 + months) plus an exact time span."""
+
+    months: int = 0
+    span: timedelta = timedelta(0)
+
+    @property
+    def is_zero(self) -> bool:
+        return self.months == 0 and self.span == timedelta(0)
+
+    def after(self, moment: datetime) -> datetime:
+        """`moment` plus this duration (months first, clamped to the month's last day)."""
+        if self.months:
+            total = moment.month - 1 + self.months
+            year, month = moment.year + total // 12, total % 12 + 1
+            day = min(moment.day, monthrange(year, month)[1])
+            moment = moment.replace(year=year, month=month, day=day)
+        return moment + self.span
+
+
+def parse_duration(text: str) -> Duration:
+    """P[n]Y[n]M[n]DT[n]H[n]M[n]S or P[n]W; raises BadData."""
+    m = _DURATION.fullmatch(text.strip()) if isinstance(text, str) else None
+    if m is None or text.strip() in ("P", "PT") or text.strip().endswith("T"):
+        raise _bad(
+            f"aggrPeriodDuration 不是 ISO 8601 时长：{text!r} / aggrPeriodDuration is not an "
+            f"ISO 8601 duration such as PT1H, P1D or P1W: {text!r}"
+        )
+    parts = {k: float(v.replace(",", ".")) for k, v in m.groupdict().items() if v is not None}
+    months = int(parts.get("years", 0)) * 12 + int(parts.get("months", 0))
+    try:
+        span = timedelta(
+            weeks=parts.get("weeks", 0),
+            days=parts.get("days", 0),
+            hours=parts.get("hours", 0),
+            minutes=parts.get("minutes", 0),
+            seconds=parts.get("seconds", 0),
+        )
+    except OverflowError:
+        raise _bad(f"aggrPeriodDuration 过长 / aggrPeriodDuration {text!r} is too long") from None
+    return Duration(months, span)
+
+
+# --------------------------------------------------------------------------------------------
+# the query
+
+
+@dataclass
+class TemporalQuery:
+    """A temporal query on expanded names (clause 5.7.4 / 6.18.3.2)."""
+
+    timerel: str | None = None
+    time_at: datetime | None = None
+    end_time_at: datetime | None = None
+    timeproperty: str = "observedAt"
+    last_n: int | None = None
+    attrs: list[str] | None = None
+    types: list[str] | None = None
+    ids: list[str] | None = None
+    id_pattern: str | None = None
+    q: QExpr | None = None
+    aggr_methods: list[str] | None = None
+    aggr_period: Duration | None = None
+    limit: int = 20
+    offset: int = 0
+    count: bool = False
+    sys_attrs: bool = False
+
+
+def _time_param(name: str, value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    parsed = parse_time(value.strip())
+    if parsed is None or "T" not in value:
+        raise _bad(
+            f"{name} 必须是 ISO 8601 日期时间（如 2026-11-24T08:00:00Z）：{value!r} / {name} must "
+            f"be an ISO 8601 dateTime such as 2026-11-24T08:00:00Z, not {value!r}"
+        )
+    return parsed
+
+
+def parse_temporal_query(
+    *,
+    timerel: str | None = None,
+    time_at: str | None = None,
+    end_time_at: str | None = None,
+    timeproperty: str | None = None,
+    last_n: str | int | None = None,
+    aggr_methods: str | Sequence[str] | None = None,
+    aggr_period: str | None = None,
+    aggregated: bool = False,
+) -> TemporalQuery:
+    """Validate the temporal parameters (raw strings from a query string or a POST body)."""
+    query = TemporalQuery()
+    if timerel is not None:
+        timerel = timerel.strip()
+        if timerel not in TIMERELS:
+            raise _bad(
+                f"timerel 只能是 before、after 或 between：{timerel!r} / timerel must be before, "
+                f"after or between, not {timerel!r}"
+            )
+        query.timerel = timerel
+        query.time_at = _time_param("timeAt", time_at)
+        if query.time_at is None:
+            raise _bad(f"timerel={timerel} 需要 timeAt / timerel={timerel} needs timeAt")
+        if timerel == "between":
+            query.end_time_at = _time_param("endTimeAt", end_time_at)
+            if query.end_time_at is None:
+                raise _bad("timerel=between 需要 endTimeAt / timerel=between needs endTimeAt")
+            if query.end_time_at <= query.time_at:
+                raise _bad(
+                    "endTimeAt 必须晚于 timeAt / endTimeAt must be later than timeAt",
+                )
+        elif end_time_at is not None:
+            raise _bad(
+                f"endTimeAt 只用于 timerel=between / endTimeAt goes with timerel=between only, "
+                f"not {timerel}"
+            )
+    elif time_at is not None or end_time_at is not None:
+        raise _bad("timeAt/endTimeAt 需要 timerel / timeAt and endTimeAt need timerel")
+    if timeproperty is not None:
+        timeproperty = timeproperty.strip()
+        if timeproperty not in TIME_PROPERTIES:
+            raise _bad(
+                f"timeproperty 只能是 {', '.join(TIME_PROPERTIES)}：{timeproperty!r} / "
+                f"timeproperty must be one of {', '.join(TIME_PROPERTIES)}"
+            )
+        query.timeproperty = timeproperty
+    if last_n is not None:
+        try:
+            n = int(str(last_n).strip())
+        except ValueError:
+            n = 0
+        if n < 1:
+            raise _bad(f"lastN 必须是正整数：{last_n!r} / lastN must be a positive integer")
+        query.last_n = n
+    if aggregated or aggr_methods is not None:
+        if aggr_methods is None or (isinstance(aggr_methods, str) and not aggr_methods.strip()):
+            raise _bad(
+                "聚合表示需要 aggrMethods / the aggregated representation needs aggrMethods, "
+                f"e.g. aggrMethods=avg,max (one of {', '.join(AGGREGATION_METHODS)})"
+            )
+        names = (
+            [m.strip() for m in aggr_methods.split(",")]
+            if isinstance(aggr_methods, str)
+            else [str(m).strip() for m in aggr_methods]
+        )
+        unknown = [m for m in names if m not in AGGREGATION_METHODS]
+        if unknown or not names:
+            raise _bad(
+                f"未知的聚合方法 {unknown} / unknown aggregation method(s) {unknown}: use "
+                f"{', '.join(AGGREGATION_METHODS)}"
+            )
+        query.aggr_methods = list(dict.fromkeys(names))
+        query.aggr_period = parse_duration(aggr_period) if aggr_period else Duration()
+    elif aggr_period is not None:
+        raise _bad("aggrPeriodDuration 需要 aggrMethods / aggrPeriodDuration needs aggrMethods")
+    return query
+
+
+# --------------------------------------------------------------------------------------------
+# aggregation (clause 4.5.19)
+
+
+def _number(value: Any) -> float | None:
+    """A value's number for sum/avg/stddev/sumsq: booleans as 0/1, arrays by their size."""
+    if isinstance(value, dict) and "@value" in value:
+        value = value["@value"]
+    if isinstance(value, bool):
+        return 1.0 if value else 0.0
+    if isinstance(value, int | float):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, list):
+        return float(len(value))
+    return None
+
+
+def _key(value: Any) -> str:
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+
+
+def _extreme(values: list[Any], pick: Any) -> Any:
+    numbers = [_number(v) for v in values]
+    if all(n is not None for n in numbers):
+        return pick(numbers)
+    plain = [v["@value"] if isinstance(v, dict) and "@value" in v else v for v in values]
+    if all(isinstance(v, str) for v in plain):
+        times = [parse_time(v) for v in plain]
+        if all(t is not None for t in times):
+            return plain[times.index(pick(times))]  # DateTime: by time, shown as written
+        return pick(plain)  # lexicographic (clause 4.5.19, JSON String)
+    return None
+
+
+def aggregate(method: str, values: list[Any], relationship: bool = False) -> Any:
+    """One aggregation method over the values of one period (None: not applicable)."""
+    if method == "totalCount":
+        return len(values)
+    if method == "distinctCount":
+        return len({_key(v) for v in values})
+    if relationship or not values:
+        return None
+    if method in ("min", "max"):
+        return _extreme(values, min if method == "min" else max)
+    numbers = [_number(v) for v in values]
+    if any(n is None for n in numbers):
+        return None
+    nums = [n for n in numbers if n is not None]
+    if method == "sum":
+        return math.fsum(nums)
+    if method == "avg":
+        return math.fsum(nums) / len(nums)
+    if method == "sumsq":
+        return math.fsum(n * n for n in nums)
+    return statistics.pstdev(nums)  # stddev: of the values themselves (population)
+
+
+def _periods(
+    start: datetime, end: datetime, period: Duration
+) -> Iterable[tuple[datetime, datetime]]:
+    if period.is_zero:
+        yield start, end
+        return
+    count = 0
+    low = start
+    while low < end:
+        high = period.after(low)
+        if high <= low:  # pragma: no cover - durations are positive
+            break
+        yield low, high
+        low = high
+        count += 1
+        if count > MAX_PERIODS:
+            raise TooManyResults(
+                f"聚合周期超过 {MAX_PERIODS} 个 / more than {MAX_PERIODS} aggregation periods: "
+                "choose a longer aggrPeriodDuration or a shorter time range",
+                maximum=MAX_PERIODS,
+            )
+
+
+# --------------------------------------------------------------------------------------------
+# results
+
+
+@dataclass
+class TemporalPage:
+    """Temporal entities (internal form, instances over time) and what the reply must say."""
+
+    entities: list[Entity]
+    total: int | None = None
+    content_range: str | None = None  # "date-time <start>-<end>/<size>" when cut (206)
+    aggregated: bool = False
+    time_property: str = "observedAt"
+
+    @property
+    def partial(self) -> bool:
+        return self.content_range is not None
+
+
+@dataclass
+class _Row:
+    id: int
+    entity_id: str
+    entity_type: str
+    attr: str
+    dataset_id: str
+    kind: str
+    observed_at: datetime | None
+    recorded: datetime
+    deleted: bool
+    instance: Instance
+    time: datetime = field(default=datetime.min.replace(tzinfo=UTC))
+
+
+def _as_utc(moment: datetime | None) -> datetime | None:
+    if moment is None:
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def instance_id(row_id: int) -> str:
+    return f"{INSTANCE_ID_PREFIX}{row_id}"
+
+
+def parse_instance_id(value: str) -> int | None:
+    if not value.startswith(INSTANCE_ID_PREFIX):
+        return None
+    rest = value[len(INSTANCE_ID_PREFIX) :]
+    return int(rest) if rest.isdigit() and len(rest) < 19 else None
+
+
+# --------------------------------------------------------------------------------------------
+# the store
+
+
+class TemporalStore:
+    """Temporal reads and writes for one database (shares the broker's tenants)."""
+
+    def __init__(self, broker: ContextBroker) -> None:
+        self.broker = broker
+        self.db = broker.db
+
+    # -- SQL pieces ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _time_column(query: TemporalQuery) -> Any:
+        if query.timeproperty == "observedAt":
+            if query.timerel is None:
+                return func.coalesce(_H.c.observed_at, _H.c.modified_at)
+            return _H.c.observed_at
+        return _H.c.modified_at
+
+    def _row_filters(
+        self, tenant: str, query: TemporalQuery, ids: Sequence[str] | None = None
+    ) -> list[ColumnElement[bool]]:
+        filters: list[ColumnElement[bool]] = [_H.c.tenant == tenant]
+        filters.append(_H.c.deleted == (query.timeproperty == "deletedAt"))
+        if ids is not None:
+            filters.append(_H.c.entity_id.in_(list(ids)))
+        if query.attrs:
+            filters.append(_H.c.attr.in_(query.attrs))
+        column = self._time_column(query)
+        if query.timerel is not None:
+            if query.timeproperty == "observedAt":
+                filters.append(_H.c.observed_at.is_not(None))
+            if query.timerel == "before":
+                filters.append(column < query.time_at)
+            elif query.timerel == "after":
+                filters.append(column >= query.time_at)
+            else:
+                filters.append(and_(column >= query.time_at, column < query.end_time_at))
+        return filters
+
+    def _entity_filters(self, tenant: str, query: TemporalQuery) -> list[ColumnElement[bool]]:
+        filters = self._row_filters(tenant, query, query.ids)
+        if query.types:
+            current = select(_E.c.entity_id).where(
+                _E.c.tenant == tenant,
+                _E.c.pk.in_(
+                    select(_T.c.entity_pk).where(_T.c.tenant == tenant, _T.c.type.in_(query.types))
+                ),
+            )
+            filters.append(or_(_H.c.entity_type.in_(query.types), _H.c.entity_id.in_(current)))
+        if query.id_pattern:
+            prefix = _literal_prefix(query.id_pattern)
+            if prefix:
+                filters.append(_H.c.entity_id >= prefix)
+                filters.append(_H.c.entity_id < prefix + "\U0010ffff")
+        return filters
+
+    def _load_rows(
+        self,
+        session: Session,
+        tenant: str,
+        query: TemporalQuery,
+        ids: Sequence[str],
+        cap: int | None,
+        backward: bool,
+    ) -> list[_Row]:
+        """Rows of these entities in the window: per (entity, attr, datasetId) the first
+        (or, backward, the last) `cap` by time, or all when cap is None."""
+        column = self._time_column(query)
+        columns = [
+            _H.c.id,
+            _H.c.entity_id,
+            _H.c.entity_type,
+            _H.c.attr,
+            _H.c.dataset_id,
+            _H.c.kind,
+            _H.c.observed_at,
+            _H.c.modified_at,
+            _H.c.deleted,
+            _H.c.instance,
+            column.label("tval"),
+        ]
+        filters = self._row_filters(tenant, query, ids)
+        if cap is None:
+            statement = select(*columns).where(*filters)
+        else:
+            order = (column.desc(), _H.c.id.desc()) if backward else (column.asc(), _H.c.id.asc())
+            rank = (
+                func.row_number()
+                .over(partition_by=(_H.c.entity_id, _H.c.attr, _H.c.dataset_id), order_by=order)
+                .label("rn")
+            )
+            inner = select(*columns, rank).where(*filters).subquery()
+            statement = select(*[inner.c[c.name] for c in columns]).where(inner.c.rn <= cap)
+        rows: list[_Row] = []
+        for r in session.execute(statement):
+            instance: Instance = orjson.loads(r.instance)
+            recorded = _as_utc(r.modified_at) or datetime.now(UTC)
+            rows.append(
+                _Row(
+                    id=r.id,
+                    entity_id=r.entity_id,
+                    entity_type=r.entity_type,
+                    attr=r.attr,
+                    dataset_id=r.dataset_id,
+                    kind=r.kind,
+                    observed_at=_as_utc(r.observed_at),
+                    recorded=recorded,
+                    deleted=r.deleted,
+                    instance=instance,
+                    time=_as_utc(r.tval) or recorded,
+                )
+            )
+        rows.sort(key=lambda row: (row.entity_id, row.attr, row.dataset_id, row.time, row.id))
+        return rows
+
+    def _types_of(self, session: Session, tenant: str, ids: Sequence[str]) -> dict[str, list[str]]:
+        found: dict[str, list[str]] = {}
+        if not ids:
+            return found
+        for entity_id, doc in session.execute(
+            select(_E.c.entity_id, _E.c.doc).where(
+                _E.c.tenant == tenant, _E.c.entity_id.in_(list(ids))
+            )
+        ):
+            found[entity_id] = list(orjson.loads(doc).get("type", []))
+        missing = [i for i in ids if i not in found]
+        if missing:
+            rows = session.execute(
+                select(_H.c.entity_id, _H.c.entity_type, func.min(_H.c.id))
+                .where(_H.c.tenant == tenant, _H.c.entity_id.in_(missing))
+                .group_by(_H.c.entity_id, _H.c.entity_type)
+                .order_by(func.min(_H.c.id))
+            )
+            for entity_id, entity_type, _ in rows:
+                if entity_type:
+                    found.setdefault(entity_id, []).append(entity_type)
+        return found
+
+    # -- reads -----------------------------------------------------------------------------------
+
+    def query(self, tenant: str, query: TemporalQuery) -> TemporalPage:
+        """Matching temporal entities, one page (by entity id), each attribute cut per 6.3.10."""
+        self.broker.require_tenant(tenant)
+        if query.limit > MAX_LIMIT:
+            raise TooManyResults(
+                f"limit 不能超过 {MAX_LIMIT} / limit must not exceed {MAX_LIMIT}",
+                maximum=MAX_LIMIT,
+            )
+        with self.db.session() as session:
+            ids, total = self._select_ids(session, tenant, query)
+            return self._page(session, tenant, query, ids, total)
+
+    def retrieve(self, tenant: str, entity_id: str, query: TemporalQuery) -> TemporalPage:
+        """One entity's temporal evolution; NotFound if it has no history at all."""
+        self.broker.require_tenant(tenant)
+        with self.db.session() as session:
+            if not self._exists(session, tenant, entity_id):
+                raise NotFound(
+                    f"实体 {entity_id} 没有时间演变 / entity {entity_id} has no temporal evolution",
+                    id=entity_id,
+                )
+            return self._page(session, tenant, query, [entity_id], None)
+
+    def _exists(self, session: Session, tenant: str, entity_id: str) -> bool:
+        found = session.execute(
+            select(_H.c.id).where(_H.c.tenant == tenant, _H.c.entity_id == entity_id).limit(1)
+        ).first()
+        return found is not None
+
+    def _select_ids(
+        self, session: Session, tenant: str, query: TemporalQuery
+    ) -> tuple[list[str], int | None]:
+        filters = self._entity_filters(tenant, query)
+        ids_sql = select(_H.c.entity_id).where(*filters).group_by(_H.c.entity_id)
+        pattern = re.compile(query.id_pattern) if query.id_pattern else None
+        if query.q is None and pattern is None:
+            total = None
+            if query.count:
+                total = session.execute(
+                    select(func.count()).select_from(ids_sql.subquery())
+                ).scalar_one()
+            if query.limit == 0:
+                return [], total
+            page = session.scalars(
+                ids_sql.order_by(_H.c.entity_id).limit(query.limit).offset(query.offset)
+            ).all()
+            return list(page), total
+        matched: list[str] = []
+        seen = 0
+        last = ""
+        while True:
+            chunk = session.scalars(
+                ids_sql.where(_H.c.entity_id > last).order_by(_H.c.entity_id).limit(CHUNK)
+            ).all()
+            if not chunk:
+                break
+            last = chunk[-1]
+            candidates = [i for i in chunk if pattern is None or pattern.fullmatch(i)]
+            if query.q is not None and candidates:
+                candidates = self._q_matches(session, tenant, query, candidates)
+            for entity_id in candidates:
+                if query.offset <= seen < query.offset + query.limit:
+                    matched.append(entity_id)
+                seen += 1
+            if not query.count and seen >= query.offset + query.limit:
+                break
+            if len(chunk) < CHUNK:
+                break
+        return matched, (seen if query.count else None)
+
+    def _q_matches(
+        self, session: Session, tenant: str, query: TemporalQuery, ids: list[str]
+    ) -> list[str]:
+        """q holds for an entity if each term holds for some instance inside the time window:
+        the entity is tested with every instance in the window as one of its instances."""
+        if query.q is None:
+            return ids
+        whole = TemporalQuery(
+            timerel=query.timerel,
+            time_at=query.time_at,
+            end_time_at=query.end_time_at,
+            timeproperty=query.timeproperty,
+        )
+        rows = self._load_rows(session, tenant, whole, ids, None, backward=False)
+        pseudo: dict[str, Entity] = {i: {"id": i} for i in ids}
+        for row in rows:
+            pseudo[row.entity_id].setdefault(row.attr, []).append(row.instance)
+        return [i for i in ids if evaluate(query.q, pseudo[i])]
+
+    def _page(
+        self,
+        session: Session,
+        tenant: str,
+        query: TemporalQuery,
+        ids: list[str],
+        total: int | None,
+    ) -> TemporalPage:
+        types = self._types_of(session, tenant, ids)
+        aggregated = query.aggr_methods is not None
+        backward = query.last_n is not None
+        limit = INSTANCE_LIMIT
+        if aggregated:
+            cap = None
+        elif backward and query.last_n is not None and query.last_n <= limit:
+            cap = query.last_n
+        else:
+            cap = limit + 1
+        rows = self._load_rows(session, tenant, query, ids, cap, backward)
+        grouped: dict[str, dict[tuple[str, str], list[_Row]]] = {i: {} for i in ids}
+        for row in rows:
+            grouped[row.entity_id].setdefault((row.attr, row.dataset_id), []).append(row)
+        entities: list[Entity] = []
+        content_range = None
+        if aggregated:
+            entities = [self._aggregated(i, types, grouped[i], query) for i in ids]
+        else:
+            cut_ranges: list[tuple[datetime, datetime]] = []
+            truncated = False
+            for entity_id in ids:
+                groups, cut = _cut(grouped[entity_id], limit, backward)
+                truncated = truncated or cut
+                entity: Entity = {"id": entity_id, "type": types.get(entity_id, [])}
+                times: list[datetime] = []
+                for (attr, _), members in groups.items():
+                    entity.setdefault(attr, []).extend(
+                        self._instance(r, query.timeproperty) for r in members
+                    )
+                    times.extend(r.time for r in members)
+                if times:
+                    cut_ranges.append((min(times), max(times)))
+                entities.append(entity)
+            if truncated and cut_ranges:
+                content_range = _content_range(query, cut_ranges, backward)
+        return TemporalPage(entities, total, content_range, aggregated, query.timeproperty)
+
+    @staticmethod
+    def _instance(row: _Row, timeproperty: str) -> Instance:
+        instance = dict(row.instance)
+        patched = "instanceId" in instance
+        instance["instanceId"] = instance_id(row.id)
+        instance["createdAt"] = iso(row.recorded)
+        if not patched:
+            instance["modifiedAt"] = iso(row.recorded)
+        if row.deleted:
+            instance.setdefault("deletedAt", iso(row.recorded))
+        return instance
+
+    def _aggregated(
+        self,
+        entity_id: str,
+        types: dict[str, list[str]],
+        groups: dict[tuple[str, str], list[_Row]],
+        query: TemporalQuery,
+    ) -> Entity:
+        methods = query.aggr_methods or []
+        period = query.aggr_period or Duration()
+        entity: Entity = {"id": entity_id, "type": types.get(entity_id, [])}
+        all_times = [r.time for members in groups.values() for r in members]
+        if not all_times:
+            return entity
+        start = min(all_times)
+        end = max(all_times) + timedelta(microseconds=1)
+        if query.timerel in ("after", "between") and query.time_at is not None:
+            start = query.time_at
+        if query.timerel == "between" and query.end_time_at is not None:
+            end = query.end_time_at
+        elif query.timerel == "before" and query.time_at is not None:
+            end = query.time_at
+        bounds = list(_periods(start, end, period))
+        for (attr, dataset), members in groups.items():
+            relationship = members[0].kind in ("Relationship", "ListRelationship")
+            out: Instance = {"type": members[0].kind}
+            if dataset:
+                out["datasetId"] = dataset
+            buckets = _bucket(members, bounds)
+            if query.last_n is not None:
+                buckets = buckets[-query.last_n :]
+            for method in methods:
+                out[method] = [
+                    [
+                        aggregate(method, [_target(r.instance) for r in rows], relationship),
+                        iso(low),
+                        iso(high),
+                    ]
+                    for (low, high), rows in buckets
+                ]
+            entity.setdefault(attr, []).append(out)
+        return entity
+
+    # -- writes ----------------------------------------------------------------------------------
+
+    def _ensure_tenant(self, session: Session, tenant: str) -> None:
+        if self.broker.tenant_exists(tenant):
+            return
+        session.execute(insert(_TEN).values(name=tenant, created_at=datetime.now(UTC)))
+
+    def upsert(self, tenant: str, entity: Entity) -> bool:
+        """Create or add to an entity's temporal evolution (clause 5.6.11); True if created.
+
+        `entity` is {"id", "type": [...], attr IRI: [instances over time]}."""
+        with self.db.session() as session:
+            self._ensure_tenant(session, tenant)
+            known = self._types_of(session, tenant, [entity["id"]]).get(entity["id"])
+            types = entity.get("type") or known
+            if not types:
+                raise _bad(
+                    "新的时间演变实体需要 type / a new temporal entity needs a type",
+                    id=entity["id"],
+                )
+            self._insert(session, tenant, entity["id"], types[0], entity)
+        return known is None
+
+    def add_attrs(self, tenant: str, entity_id: str, fragment: Entity) -> None:
+        """Add attribute instances to an existing temporal evolution (clause 5.6.12)."""
+        self.broker.require_tenant(tenant)
+        with self.db.session() as session:
+            types = self._types_of(session, tenant, [entity_id]).get(entity_id)
+            if not types:
+                raise NotFound(
+                    f"实体 {entity_id} 没有时间演变 / entity {entity_id} has no temporal evolution",
+                    id=entity_id,
+                )
+            self._insert(session, tenant, entity_id, types[0], fragment)
+
+    def _insert(
+        self, session: Session, tenant: str, entity_id: str, entity_type: str, entity: Entity
+    ) -> None:
+        now = datetime.now(UTC)
+        stamp = iso(now)
+        rows: list[dict[str, Any]] = []
+        for name, instances in entity.items():
+            if name in ("id", "type"):
+                continue
+            for instance in instances:
+                stored = {**instance, "createdAt": stamp, "modifiedAt": stamp}
+                stored.pop("instanceId", None)
+                rows.append(self._row_values(tenant, entity_id, entity_type, name, stored, now))
+        if rows:
+            session.execute(insert(_H), rows)
+
+    @staticmethod
+    def _row_values(
+        tenant: str,
+        entity_id: str,
+        entity_type: str,
+        name: str,
+        instance: Instance,
+        now: datetime,
+    ) -> dict[str, Any]:
+        num, txt = index_value(instance)
+        return {
+            "tenant": tenant,
+            "entity_id": entity_id,
+            "entity_type": entity_type,
+            "attr": name,
+            "dataset_id": str(instance.get("datasetId") or ""),
+            "kind": instance.get("type", "Property"),
+            "observed_at": parse_time(instance.get("observedAt")),
+            "modified_at": now,
+            "deleted": False,
+            "num": num,
+            "txt": txt,
+            "instance": orjson.dumps(instance).decode(),
+        }
+
+    def delete_entity(self, tenant: str, entity_id: str) -> None:
+        """Delete an entity's whole temporal evolution (clause 5.6.16)."""
+        self.broker.require_tenant(tenant)
+        with self.db.session() as session:
+            result = cast(
+                CursorResult[Any],
+                session.execute(
+                    delete(_H).where(_H.c.tenant == tenant, _H.c.entity_id == entity_id)
+                ),
+            )
+            if not result.rowcount:
+                raise NotFound(
+                    f"实体 {entity_id} 没有时间演变 / entity {entity_id} has no temporal evolution",
+                    id=entity_id,
+                )
+
+    def delete_attr(
+        self,
+        tenant: str,
+        entity_id: str,
+        attr: str,
+        dataset_id: str | None = None,
+        delete_all: bool = False,
+    ) -> None:
+        """Delete an attribute's instances: the default ones, one datasetId's, or all
+        (clause 5.6.13)."""
+        self.broker.require_tenant(tenant)
+        with self.db.session() as session:
+            if not self._exists(session, tenant, entity_id):
+                raise NotFound(
+                    f"实体 {entity_id} 没有时间演变 / entity {entity_id} has no temporal evolution",
+                    id=entity_id,
+                )
+            where = [_H.c.tenant == tenant, _H.c.entity_id == entity_id, _H.c.attr == attr]
+            if not delete_all:
+                where.append(_H.c.dataset_id == (dataset_id or ""))
+            result = cast(CursorResult[Any], session.execute(delete(_H).where(*where)))
+            if not result.rowcount:
+                raise NotFound(
+                    f"实体 {entity_id} 没有属性 {attr} 的实例 / entity {entity_id} has no "
+                    f"instances of attribute {attr}",
+                    id=entity_id,
+                    attribute=attr,
+                )
+
+    def _row_of(
+        self, session: Session, tenant: str, entity_id: str, attr: str, instance: str
+    ) -> Any:
+        if not self._exists(session, tenant, entity_id):
+            raise NotFound(
+                f"实体 {entity_id} 没有时间演变 / entity {entity_id} has no temporal evolution",
+                id=entity_id,
+            )
+        row_id = parse_instance_id(instance)
+        row = None
+        if row_id is not None:
+            row = session.execute(
+                select(_H.c.id, _H.c.modified_at, _H.c.instance).where(
+                    _H.c.id == row_id,
+                    _H.c.tenant == tenant,
+                    _H.c.entity_id == entity_id,
+                    _H.c.attr == attr,
+                )
+            ).first()
+        if row is None:
+            raise NotFound(
+                f"属性 {attr} 没有实例 {instance} / attribute {attr} has no instance {instance}",
+                id=entity_id,
+                attribute=attr,
+                instanceId=instance,
+            )
+        return row
+
+    def modify_instance(
+        self, tenant: str, entity_id: str, attr: str, instance: str, new: Instance
+    ) -> None:
+        """Replace one instance, keeping its createdAt (clause 5.6.14)."""
+        self.broker.require_tenant(tenant)
+        with self.db.session() as session:
+            row = self._row_of(session, tenant, entity_id, attr, instance)
+            now = datetime.now(UTC)
+            recorded = _as_utc(row.modified_at) or now
+            stored = {
+                **new,
+                "instanceId": instance,  # marks a modified instance (its modifiedAt is its own)
+                "createdAt": iso(recorded),
+                "modifiedAt": iso(now),
+            }
+            num, txt = index_value(stored)
+            session.execute(
+                update(_H)
+                .where(_H.c.id == row.id)
+                .values(
+                    kind=stored.get("type", "Property"),
+                    dataset_id=str(stored.get("datasetId") or ""),
+                    observed_at=parse_time(stored.get("observedAt")),
+                    num=num,
+                    txt=txt,
+                    instance=orjson.dumps(stored).decode(),
+                )
+            )
+
+    def delete_instance(self, tenant: str, entity_id: str, attr: str, instance: str) -> None:
+        """Delete one instance (clause 5.6.15)."""
+        self.broker.require_tenant(tenant)
+        with self.db.session() as session:
+            row = self._row_of(session, tenant, entity_id, attr, instance)
+            session.execute(delete(_H).where(_H.c.id == row.id))
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+
+
+def _target(instance: Instance) -> Any:
+    kind = instance.get("type", "Property")
+    if kind == "Relationship":
+        return instance.get("object")
+    if kind == "ListRelationship":
+        return instance.get("objectList")
+    if kind == "LanguageProperty":
+        return instance.get("languageMap")
+    if kind == "ListProperty":
+        return instance.get("valueList")
+    if kind == "VocabProperty":
+        return instance.get("vocab")
+    if kind == "JsonProperty":
+        return instance.get("json")
+    return instance.get("value")
+
+
+def _bucket(
+    rows: list[_Row], bounds: list[tuple[datetime, datetime]]
+) -> list[tuple[tuple[datetime, datetime], list[_Row]]]:
+    """Rows per period, periods without rows left out."""
+    out: list[tuple[tuple[datetime, datetime], list[_Row]]] = []
+    index = 0
+    ordered = sorted(rows, key=lambda r: r.time)
+    for low, high in bounds:
+        members = []
+        while index < len(ordered) and ordered[index].time < low:
+            index += 1
+        while index < len(ordered) and ordered[index].time < high:
+            members.append(ordered[index])
+            index += 1
+        if members:
+            out.append(((low, high), members))
+    return out
+
+
+def _cut(
+    groups: dict[tuple[str, str], list[_Row]], limit: int, backward: bool
+) -> tuple[dict[tuple[str, str], list[_Row]], bool]:
+    """Clause 6.3.10: when an attribute has more than `limit` instances, every attribute is cut
+    at one instant so that no instance falls between two pages."""
+    over = {k: v for k, v in groups.items() if len(v) > limit}
+    if not over:
+        return groups, False
+    if backward:
+        # keep the newest `limit`: the boundary is the latest of the oldest kept instants
+        boundary = max(v[len(v) - limit].time for v in over.values())
+        return {k: [r for r in v if r.time >= boundary] for k, v in groups.items()}, True
+    boundary = min(v[limit - 1].time for v in over.values())
+    return {k: [r for r in v if r.time <= boundary] for k, v in groups.items()}, True
+
+
+def _content_range(
+    query: TemporalQuery, ranges: list[tuple[datetime, datetime]], backward: bool
+) -> str:
+    earliest = min(r[0] for r in ranges)
+    latest = max(r[1] for r in ranges)
+    if backward:
+        if query.timerel == "before" and query.time_at is not None:
+            start = query.time_at
+        elif query.timerel == "between" and query.end_time_at is not None:
+            start = query.end_time_at
+        else:
+            start = latest
+        return f"date-time {iso(start)}-{iso(earliest)}/{query.last_n}"
+    if query.timerel in ("after", "between") and query.time_at is not None:
+        start = query.time_at
+    else:
+        start = earliest
+    return f"date-time {iso(start)}-{iso(latest)}/*"
+
+
+_REGEX_META = set(".^$*+?{}[]\\|()")
+
+
+def _literal_prefix(pattern: str) -> str:
+    """The literal text every full match of an idPattern starts with ('' if none)."""
+    body = pattern[1:] if pattern.startswith("^") else pattern
+    prefix: list[str] = []
+    for i, ch in enumerate(body):
+        if ch in _REGEX_META:
+            if ch in "*?{" and prefix:
+                prefix.pop()
+            break
+        if i + 1 < len(body) and body[i + 1] in "*?{":
+            break
+        prefix.append(ch)
+    return "".join(prefix)
