@@ -9,10 +9,12 @@ from fastapi import FastAPI
 
 from pujiang import __version__
 from pujiang.cases import api as cases_api
+from pujiang.cases import setup as cases_setup
 from pujiang.catalog import api as catalog_api
 from pujiang.city import api as city_api
-from pujiang.context import api as context_api
 from pujiang.city.registries import api as registries_api
+from pujiang.context import api as context_api
+from pujiang.context import subscriptions as context_subscriptions
 from pujiang.platform.api import admin, audit, auth, ops
 from pujiang.platform.db import Database
 from pujiang.platform.deps import AppContext
@@ -42,10 +44,13 @@ def create_app(settings: Settings, context: AppContext | None = None) -> FastAPI
     context = context or build_context(settings)
     metrics = HttpMetrics()
     context.extras["metrics"] = metrics
+    cases_setup(context)  # cases open from `alert.raised` on the bus
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        yield
+        # The subscription matcher and the notification worker live as long as the app.
+        with context_subscriptions.delivery(context):
+            yield
         context.db.dispose()
 
     app = FastAPI(

@@ -13,6 +13,8 @@ import typer
 from pujiang import __version__
 from pujiang.cases import cli as cases_cli
 from pujiang.catalog import cli as catalog_cli
+from pujiang.city import cli as city_cli
+from pujiang.city.registries import cli as registry_cli
 from pujiang.context import cli as context_cli
 from pujiang.platform import db as dbtools
 from pujiang.platform.deps import AppContext
@@ -34,7 +36,10 @@ app.add_typer(config_app, name="config")
 app.add_typer(audit_app, name="audit")
 app.add_typer(cases_cli.app, name="cases")
 app.add_typer(catalog_cli.app, name="catalog")
+app.add_typer(city_cli.app, name="city")
+app.add_typer(catalog_cli.exchange_app, name="exchange")
 app.add_typer(context_cli.app, name="context")
+app.add_typer(registry_cli.app, name="registry")
 
 NOT_MIGRATED = (
     "数据库未迁移到最新版本，请先运行 `pujiang db upgrade` / "

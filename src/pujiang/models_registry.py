@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from sqlalchemy import MetaData
 
-import pujiang.platform.models  # noqa: F401 - registers the kernel tables
+# Imported for their side effect: each module's tables register on Base.metadata.
+import pujiang.cases.models
+import pujiang.catalog.models
+import pujiang.city.models
+import pujiang.city.registries.models
+import pujiang.context.models
+import pujiang.context.subscription_models
+import pujiang.platform.models  # noqa: F401 - the binding `pujiang` is shared
 from pujiang.platform.db import Base
 
 metadata: MetaData = Base.metadata

@@ -5,6 +5,11 @@ from __future__ import annotations
 import typer
 
 from pujiang.app import build_context
+from pujiang.cases.demo import load_demo_cases
+from pujiang.catalog.demo import load_demo_catalog
+from pujiang.city.registries.synthetic import load_demo_registries
+from pujiang.city.service import load_demo_city
+from pujiang.context.demo import load_demo as load_demo_context
 from pujiang.demo.seed import DEMO_ACCOUNTS, seed_accounts, seed_departments
 from pujiang.settings import Settings
 
@@ -15,7 +20,16 @@ def load_demo(settings: Settings) -> dict[str, str]:
     try:
         with context.db.session() as session:
             seed_departments(session)
-            return seed_accounts(session, context)
+            logins = seed_accounts(session, context)
+        typer.echo(load_demo_city(context).summary())  # after the departments it assigns grids to
+        typer.echo(load_demo_registries(context).summary())  # after the city: residents located
+        typer.echo(f"cases: {load_demo_cases(context)} demo cases loaded")  # located in the city
+        typer.echo(
+            f"context: {load_demo_context(context)} NGSI-LD entities loaded"
+        )  # after the city
+        with context.db.session() as session:
+            typer.echo(f"catalog: {load_demo_catalog(session)} data resources loaded")
+        return logins
     finally:
         context.db.dispose()
 
