@@ -566,7 +566,8 @@ def expand_entity(
 
 # Output ---------------------------------------------------------------------------------------
 
-_VALUE_MEMBER = {
+# Which member holds an attribute instance's value, by attribute type.
+VALUE_MEMBER = {
     "Property": "value",
     "GeoProperty": "value",
     "Relationship": "object",
@@ -576,6 +577,13 @@ _VALUE_MEMBER = {
     "JsonProperty": "json",
     "VocabProperty": "vocab",
 }
+
+
+def instance_value(instance: dict[str, Any]) -> Any:
+    """The value an attribute instance carries, whatever its type (`object`, `languageMap` …)."""
+    return instance.get(VALUE_MEMBER.get(instance.get("type", "Property"), "value"))
+
+
 _SYSTEM = frozenset({"createdAt", "modifiedAt", "deletedAt"})
 _PLAIN_META = frozenset({"datasetId", "observedAt", "unitCode", "objectType", "instanceId", "lang"})
 
@@ -676,7 +684,7 @@ class Renderer:
             return {"vocab": self._vocab(instance.get("vocab"))}
         if kind == "JsonProperty":
             return {"json": instance.get("json")}
-        return instance.get(_VALUE_MEMBER.get(kind, "value"))
+        return instance.get(VALUE_MEMBER.get(kind, "value"))
 
     def _vocab(self, value: Any) -> Any:
         if isinstance(value, str):
@@ -699,7 +707,7 @@ class Renderer:
                 out[key] = self._vocab(value)
             elif key == "objectType":
                 out[key] = self.ctx.compact(value) if isinstance(value, str) else value
-            elif key in _VALUE_MEMBER.values() or key in _PLAIN_META:
+            elif key in VALUE_MEMBER.values() or key in _PLAIN_META:
                 out[key] = value
             else:
                 out[self.ctx.compact(key)] = self.instance(value, sub=True)

@@ -15,7 +15,13 @@ from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
 from pujiang.context import jsonld, ngsild_q
-from pujiang.context.jsonld import ActiveContext, expand_instance, expand_types, is_uri
+from pujiang.context.jsonld import (
+    VALUE_MEMBER,
+    ActiveContext,
+    expand_instance,
+    expand_types,
+    is_uri,
+)
 from pujiang.context.ngsild import (
     DEFAULT_LIMIT,
     PREFIX,
@@ -56,16 +62,7 @@ _SIMPLE_MEMBER = {
     "VocabProperty": "vocabs",
 }
 # ... and what each [value, time] pair's value becomes in an instance.
-_INSTANCE_MEMBER = {
-    "Property": "value",
-    "GeoProperty": "value",
-    "Relationship": "object",
-    "LanguageProperty": "languageMap",
-    "ListProperty": "valueList",
-    "ListRelationship": "objectList",
-    "JsonProperty": "json",
-    "VocabProperty": "vocab",
-}
+_INSTANCE_MEMBER = VALUE_MEMBER
 _WRAPPED = {"LanguageProperty", "JsonProperty", "VocabProperty"}  # values are {member: ...}
 
 

@@ -47,6 +47,7 @@ from pujiang.context.jsonld import (
     ContextNotAvailable,
     ContextProcessor,
     InvalidContext,
+    instance_value,
 )
 from pujiang.context.ngsild_geo import GeoQuery, parse_geoquery
 from pujiang.context.ngsild_q import QExpr, evaluate, parse_q
@@ -378,23 +379,6 @@ def _render_value(
     return out
 
 
-def _key_value(instance: dict[str, Any]) -> Any:
-    kind = instance.get("type")
-    if kind == "Relationship":
-        return instance.get("object")
-    if kind == "ListRelationship":
-        return instance.get("objectList")
-    if kind == "LanguageProperty":
-        return instance.get("languageMap")
-    if kind == "ListProperty":
-        return instance.get("valueList")
-    if kind == "VocabProperty":
-        return instance.get("vocab")
-    if kind == "JsonProperty":
-        return instance.get("json")
-    return instance.get("value")
-
-
 def _concise(rendered: dict[str, Any]) -> Any:
     kind = rendered.pop("type", None)
     if set(rendered) == {"value"}:
@@ -446,7 +430,7 @@ def render_entity(
         short = terms.compact(name)
         if fmt == "keyValues":
             default = next((i for i in instances if "datasetId" not in i), instances[0])
-            out[short] = _key_value(default)
+            out[short] = instance_value(default)
             continue
         before_by_dataset = {}
         if compiled.show_changes and previous is not None:

@@ -36,6 +36,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
+from pujiang.context.jsonld import instance_value
 from pujiang.context.models import (
     ContextAttrInstance,
     ContextEntity,
@@ -729,7 +730,7 @@ class TemporalStore:
             for method in methods:
                 out[method] = [
                     [
-                        aggregate(method, [_target(r.instance) for r in rows], relationship),
+                        aggregate(method, [instance_value(r.instance) for r in rows], relationship),
                         iso(low),
                         iso(high),
                     ]
@@ -926,23 +927,6 @@ class TemporalStore:
 
 # --------------------------------------------------------------------------------------------
 # helpers
-
-
-def _target(instance: Instance) -> Any:
-    kind = instance.get("type", "Property")
-    if kind == "Relationship":
-        return instance.get("object")
-    if kind == "ListRelationship":
-        return instance.get("objectList")
-    if kind == "LanguageProperty":
-        return instance.get("languageMap")
-    if kind == "ListProperty":
-        return instance.get("valueList")
-    if kind == "VocabProperty":
-        return instance.get("vocab")
-    if kind == "JsonProperty":
-        return instance.get("json")
-    return instance.get("value")
 
 
 def _bucket(
