@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from pujiang import __version__
 from pujiang.cases import api as cases_api
+from pujiang.cases import jobs as cases_jobs
 from pujiang.cases import setup as cases_setup
 from pujiang.catalog import api as catalog_api
 from pujiang.city import api as city_api
@@ -48,8 +49,9 @@ def create_app(settings: Settings, context: AppContext | None = None) -> FastAPI
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        # The subscription matcher and the notification worker live as long as the app.
-        with context_subscriptions.delivery(context):
+        # The subscription matcher and the notification worker live as long as the app,
+        # and so does the periodic escalation of overdue cases.
+        with context_subscriptions.delivery(context), cases_jobs.periodic_escalation(context):
             yield
         context.db.dispose()
 

@@ -4,10 +4,13 @@ What other modules may call (they never import our models):
 - `setup(context)`: subscribe to the bus (`alert.raised` opens a case); create_app calls it.
 - `open_case_from_alert(context, payload)`: the same, called directly.
 - `escalate_overdue(context)`: flag and escalate cases past their stage deadline.
+- `monthly_statistics_by_district(session, month=None)`: rows of case counts by status and
+  the 综合评价 indicators per district for a month (a catalog live view's `produce`).
 """
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 
@@ -33,4 +36,20 @@ def escalate_overdue(context: Any) -> list[int]:
         return service.escalate_overdue(session, context)
 
 
-__all__ = ["escalate_overdue", "open_case_from_alert", "setup"]
+def monthly_statistics_by_district(
+    session: Any, month: str | date | None = None
+) -> list[dict[str, Any]]:
+    """One row per district for the cases reported in `month` ("YYYY-MM" or a date, Shanghai
+    time; None = the last complete month): counts by status and the 综合评价 indicators.
+    Aggregates only, no personal data. See docs/cases.md for the columns."""
+    from pujiang.cases import indicators
+
+    return indicators.monthly_by_district(session, month)
+
+
+__all__ = [
+    "escalate_overdue",
+    "monthly_statistics_by_district",
+    "open_case_from_alert",
+    "setup",
+]

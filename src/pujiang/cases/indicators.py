@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Literal
 
 from sqlalchemy import Integer, case, func, literal, select
@@ -19,8 +19,10 @@ from sqlalchemy.sql.elements import ColumnElement
 from pujiang.cases.models import Case
 from pujiang.cases.service import visible_clause
 from pujiang.cases.workflow import State
+from pujiang.platform.db import utcnow
 from pujiang.platform.models import Department
 from pujiang.platform.security import CurrentPrincipal
+from pujiang.platform.workcal import SHANGHAI
 
 GroupBy = Literal["department", "district", "street", "month", "all"]
 
@@ -175,3 +177,67 @@ def to_xlsx(rows: list[Row], title: str) -> bytes:
     out = io.BytesIO()
     book.save(out)
     return out.getvalue()
+
+
+# -- monthly statistics by district (a live dataset for the catalog) ---------------------------
+
+
+def month_bounds(
+    month: str | date | None, *, at: datetime | None = None
+) -> tuple[str, datetime, datetime]:
+    """("YYYY-MM", start, end) of a month in Shanghai time; None → the last complete month."""
+    if month is None:
+        local = (at or utcnow()).astimezone(SHANGHAI)
+        year, number = (local.year, local.month - 1) if local.month > 1 else (local.year - 1, 12)
+    elif isinstance(month, date):
+        year, number = month.year, month.month
+    else:
+        try:
+            year, number = (int(part) for part in month.split("-"))
+        except ValueError:
+            raise ValueError(f"month must be YYYY-MM, not {month!r}") from None
+    if not 1 <= number <= 12:
+        raise ValueError(f"month must be YYYY-MM, not {month!r}")
+    start = datetime(year, number, 1, tzinfo=SHANGHAI)
+    end = datetime(year + number // 12, number % 12 + 1, 1, tzinfo=SHANGHAI)
+    return f"{year:04d}-{number:02d}", start, end
+
+
+def monthly_by_district(
+    session: Session, month: str | date | None = None, *, at: datetime | None = None
+) -> list[dict[str, Any]]:
+    """One row per district for the cases reported in `month` (see docs/cases.md)."""
+    from pujiang.cases.service import SYSTEM
+    from pujiang.city.reference import districts
+
+    label, start, end = month_bounds(month, at=at)
+    names = {d.code: d.name for d in districts()}
+    states: dict[str | None, dict[str, int]] = {}
+    for district, state, count in session.execute(
+        select(Case.district_code, Case.state, func.count())
+        .where(Case.created_at >= start, Case.created_at < end)
+        .group_by(Case.district_code, Case.state)
+    ):
+        states.setdefault(district, {})[str(state)] = int(count)
+    indicators = {
+        row.key or None: row
+        for row in compute(session, SYSTEM, start=start, end=end, by="district")
+    }
+    out = []
+    for district in sorted(states, key=lambda code: (code is None, code or "")):
+        by_state = states[district]
+        row = indicators.get(district)
+        counts = row.counts if row else {name: 0 for name, _ in COUNTS}
+        rates = row.rates if row else {name: None for name, _, _, _ in RATES}
+        out.append(
+            {
+                "month": label,
+                "district_code": district,
+                "district_name": names.get(district or "", ""),
+                "cases": sum(by_state.values()),
+                **{f"status_{state.value}": by_state.get(state.value, 0) for state in State},
+                **counts,
+                **rates,
+            }
+        )
+    return out

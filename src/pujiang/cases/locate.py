@@ -1,8 +1,9 @@
 """Where a case lies: a narrow bridge to the city model's `locate`.
 
-Cases see only `Place`. The app's locator is `pujiang.city.locate(context, lon, lat, crs)`; a
-test or a deployment may put another callable in `context.extras[LOCATOR_KEY]`. Without either,
-cases are kept unlocated (and go to the city-level operations center).
+Cases see only `Place` (with the responsibility grid and its team, which dispatch reads).
+The app's locator is `pujiang.city.locate(context, lon, lat, crs)`; a test or a deployment may
+put another callable in `context.extras[LOCATOR_KEY]`. Without either, cases are kept
+unlocated (and go to the city-level operations center).
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ class Place:
     street_code: str | None = None
     community_code: str | None = None
     grid_code: str | None = None
+    # The responsibility grid (责任网格) the point's unit grid belongs to, and its team.
+    responsibility_code: str | None = None
+    responsibility_department: str | None = None
     name: str = ""  # "黄浦区 南京东路街道 …", for people
 
 
@@ -62,6 +66,13 @@ def read_place(result: Any, lon: float, lat: float) -> Place:
         if code and not codes[coarse]:
             codes[coarse] = code[:width]
     inside = _field(result, "inside")
+    team = _field(result, "responsibility")
+    team_code = _field(team, "code") if team is not None else _field(result, "responsibility_code")
+    team_department = (
+        _field(team, "department_code")
+        if team is not None
+        else _field(result, "responsibility_department_code")
+    )
     return Place(
         inside=bool(inside if inside is not None else codes["district"]),
         lon=float(_field(result, "lon") or lon),
@@ -70,6 +81,8 @@ def read_place(result: Any, lon: float, lat: float) -> Place:
         street_code=codes["street"],
         community_code=codes["community"],
         grid_code=codes["grid"],
+        responsibility_code=str(team_code) if team_code else None,
+        responsibility_department=str(team_department) if team_department else None,
         name=" ".join(name for _, name in units.values() if name),
     )
 

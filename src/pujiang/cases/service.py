@@ -278,11 +278,35 @@ def center_for(session: Session, district_code: str | None) -> Department:
     return found
 
 
-def dispatch_target(session: Session, category: CaseCategory, case: Case) -> tuple[Department, str]:
+def rule_domain(template: str) -> str:
+    """The line of business a dispatch rule names: "{district}-CGZF" → "CGZF", "SW" → "SW"."""
+    return template.rsplit("-", 1)[-1] if "-" in template else template
+
+
+def team_matches(team: Department, domain: str, level: str, district: str | None) -> bool:
+    """Whether a responsibility grid's team may take a case the rule sends to `domain`/`level`.
+
+    The team is of the same line of business (its code is the domain or ends in "-" + domain),
+    not above the rule's level (a district rule takes street or district teams, a city rule any),
+    and, below city level, of the case's own district.
+    """
+    if team.code != domain and not team.code.endswith(f"-{domain}"):
+        return False
+    team_level = team.level if team.level in LEVELS else "city"
+    if LEVELS.index(team_level) > LEVELS.index(level if level in LEVELS else "district"):
+        return False
+    return level == "city" or (district is not None and team.district_code == district)
+
+
+def dispatch_target(
+    session: Session, category: CaseCategory, case: Case, team_code: str | None = None
+) -> tuple[Department, str]:
     """The department and level the class's rule sends this case to.
 
     A rule names a department code ("{district}" is replaced by the case's district), may list
-    per-district exceptions, and gives the level. A code that does not exist falls back to the
+    per-district exceptions, and gives the level. When the case lies in a responsibility grid
+    whose team (`team_code`, a department code) matches the rule (see `team_matches`), the
+    team gets it at its own level. Otherwise a code that does not exist falls back to the
     district's urban-management bureau, then the city's, then the coordinating center.
     """
     rule = category.dispatch_rule or {}
@@ -290,6 +314,12 @@ def dispatch_target(session: Session, category: CaseCategory, case: Case) -> tup
     by_district: dict[str, str] = rule.get("by_district") or {}
     template = by_district.get(district) or str(rule.get("department") or "{district}-CGZF")
     level = str(rule.get("level") or "district")
+    if team_code:
+        team = _department(session, team_code)
+        if team is not None and team_matches(
+            team, rule_domain(template), level, case.district_code
+        ):
+            return team, team.level if team.level in LEVELS else "city"
     candidates = (
         [template.replace("{district}", district)] if district or "{" not in template else []
     )
@@ -472,8 +502,12 @@ def create_case(
     new: NewCase,
     *,
     request_id: str = "",
+    category: CaseCategory | None = None,
 ) -> Case:
-    """Take in a report from any source; it starts in 信息收集 (leaders' orders: 已立案)."""
+    """Take in a report from any source; it starts in 信息收集 (leaders' orders: 已立案).
+
+    `category`: the active class of `new.category_code` if the caller already read it.
+    """
     if not principal.can(CASES_CREATE):
         raise Problem.of(403, "forbidden", "auth.forbidden", permission=CASES_CREATE)
     if new.source is Source.LEADER and not principal.can(CASES_REGISTER):
@@ -482,7 +516,8 @@ def create_case(
         raise Problem.of(422, "validation-error", "cases.hotline_fields")
     if (new.lon is None or new.lat is None) and not new.address and not new.external_ref:
         raise Problem.of(422, "validation-error", "cases.location_required")
-    category = get_category(session, new.category_code)
+    if category is None or category.code != new.category_code or not category.active:
+        category = get_category(session, new.category_code)
     at = now(context)
     place = (
         locate(context, new.lon, new.lat, new.crs)
@@ -656,6 +691,14 @@ def _restart_clock(case: Case, category: CaseCategory, at: datetime, target: Sta
         case.handle_deadline = case.stage_deadline
 
 
+def _responsibility(context: Any, case: Case) -> tuple[str | None, str | None]:
+    """The responsibility grid of the case's point now, and its team's department code."""
+    if case.lon is None or case.lat is None:
+        return None, None
+    place = locate(context, case.lon, case.lat)
+    return place.responsibility_code, place.responsibility_department
+
+
 def _apply(
     session: Session,
     context: Any,
@@ -710,8 +753,11 @@ def _apply(
                 )
             level = data.level or (department.level if department.level in LEVELS else "district")
         else:
-            department, level = dispatch_target(session, category, case)
+            team = _responsibility(context, case)
+            department, level = dispatch_target(session, category, case, team[1])
             level = data.level or level
+            if team[0] and department.code == team[1]:
+                detail["responsibility"] = team[0]
         case.department_id = department.id
         case.level = level
         if action is Action.DISPATCH:
@@ -878,6 +924,8 @@ def escalate_overdue(
         )
         .order_by(Case.stage_deadline)
         .limit(batch)
+        # Several escalating processes (app workers, cron) each claim other rows (PostgreSQL).
+        .with_for_update(skip_locked=True)
     ).all()
     done = []
     for case in rows:
