@@ -7,6 +7,7 @@ A temporary SQLite file is used unless a URL is given (it must be an empty datab
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import statistics
 import tempfile
@@ -153,6 +154,9 @@ def main() -> None:
             f"p95 ratio baseline/index: {baseline_p95 / indexed_p95:.1f}x; target p95 < 50 ms: "
             f"{'met' if indexed_p95 < 50 else 'NOT met'}"
         )
+        # Timings move with what else the machine runs: print its load beside them.
+        print(f"load average (1/5/15 min): {' '.join(f'{x:.2f}' for x in os.getloadavg())}, "
+              f"{os.cpu_count()} CPUs")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -4,8 +4,9 @@ exchange log, and the open-data portal with a CKAN-compatible Action API.
 Other modules use only what is named here:
 
 - `register_view(name, title, produce)`: offer a live dataset (rows computed from the module's
-  own data, e.g. monthly case statistics by district); a catalog resource whose `live_view`
-  names it is refreshed from `produce(session)` on its update cycle.
+  own data); a catalog resource whose `live_view` names it is refreshed from `produce(session)`
+  on its update cycle. Cases' monthly statistics by district are registered by the catalog
+  itself ("cases.monthly_by_district", `views.py`) over `pujiang.cases`' exported function.
 """
 
 from pujiang.catalog.views import register_view

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from pujiang.catalog import opendata, service
 from pujiang.catalog.models import CatalogResource
 from pujiang.catalog.schemas import ResourceIn
+from pujiang.catalog.views import CASE_STATISTICS_ITEMS
 from pujiang.city.reference import districts
 from pujiang.platform.security import build_principal
 
@@ -351,6 +352,29 @@ CATALOG: tuple[tuple[dict[str, Any], Callable[[random.Random], Rows] | None, boo
             "tags": ["12345", "热线", "工单"],
         },
         _hotline,
+        True,
+    ),
+    (
+        {
+            "name": "case-statistics-monthly",
+            "code": "205011001/000001",
+            "title": "各区网格化管理案件月度统计",
+            "summary": "按区、按月统计的城市网格化管理案件：各状态案件数与综合评价指标"
+            "（立案率、按期处置率、结案率等），近十二个完整月，平台实时视图",
+            "department_code": "CYZX",
+            "format": "服务接口",
+            "items": [
+                _item(name, kind, description=description, key=key in ("month", "district_code"))
+                for key, name, kind, description in CASE_STATISTICS_ITEMS
+            ],
+            "share_type": "无条件共享",
+            "open_type": "无条件开放",
+            "update_cycle": "月",
+            "theme": "城市管理",
+            "tags": ["网格化管理", "案件", "月度统计"],
+            "live_view": "cases.monthly_by_district",
+        },
+        None,
         True,
     ),
     (

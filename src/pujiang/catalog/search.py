@@ -14,10 +14,22 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import String, cast, delete, func, insert, literal, or_, select
+from sqlalchemy import (
+    JSON,
+    String,
+    cast,
+    delete,
+    exists,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    union_all,
+)
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
 from pujiang.catalog.models import CatalogResource, CatalogTerm
@@ -95,25 +107,34 @@ class SearchResult:
 
 
 def search(session: Session, query: SearchQuery) -> SearchResult:
-    """One query for the hits (terms matched in SQL), then facets and ranking in memory."""
+    """Hits, facet counts and the page, all in SQL; only the page's ids and the counts come back.
+
+    The hits (terms matched, one-character substrings, visibility, tags) are a CTE, and one
+    statement over it counts every requested facet with a GROUP BY (each ignoring its own
+    filter), counts the total and reads the sorted page. No row per hit is built in Python,
+    so a broad query matching thousands of resources costs what a narrow one does, give or take
+    the database's own work.
+    """
     terms = sorted(terms_of(query.q))
     singles = single_chars(query.q)
+    codes: dict[int, str] = dict(session.execute(select(Department.id, Department.code)).all())
     score: Any = literal(0)
-    # Only narrow columns, all in one covering index, and dates as ISO text: the hit list may
-    # be the whole catalog, and building rows is what costs.
-    sort_column: Any = {
-        "title": CatalogResource.title,
-        "modified": cast(CatalogResource.updated_at, String),
-    }.get(query.sort, cast(CatalogResource.released_on, String))
-    statement = select(
+    base = select(
         CatalogResource.id,
         CatalogResource.department_id,
         CatalogResource.theme,
         CatalogResource.format,
         CatalogResource.open_type,
-        sort_column,
     )
-    if terms:
+    if len(terms) == 1:  # most queries: one bigram or word, no grouping needed
+        matched = (
+            select(CatalogTerm.resource_id, CatalogTerm.weight.label("score"))
+            .where(CatalogTerm.term == terms[0])
+            .subquery()
+        )
+        base = base.join(matched, matched.c.resource_id == CatalogResource.id)
+        score = matched.c.score
+    elif terms:
         matched = (
             select(CatalogTerm.resource_id, func.sum(CatalogTerm.weight).label("score"))
             .where(CatalogTerm.term.in_(terms))
@@ -121,67 +142,130 @@ def search(session: Session, query: SearchQuery) -> SearchResult:
             .having(func.count() == len(terms))
             .subquery()
         )
-        statement = statement.join(matched, matched.c.resource_id == CatalogResource.id)
+        base = base.join(matched, matched.c.resource_id == CatalogResource.id)
         score = matched.c.score
     for char in singles:
         pattern = f"%{char}%"
-        statement = statement.where(
+        base = base.where(
             or_(CatalogResource.title.like(pattern), CatalogResource.summary.like(pattern))
         )
         score = score + W_TEXT
     if query.opened_only:
-        statement = statement.where(CatalogResource.opened_at.is_not(None))
+        base = base.where(CatalogResource.opened_at.is_not(None))
     if query.visible_department_ids is not None:
-        statement = statement.where(CatalogResource.department_id.in_(query.visible_department_ids))
-    codes = dict(session.execute(select(Department.id, Department.code)).tuples().all())
-    rows = [
-        (r[0], codes[r[1]], *r[2:])
-        for r in session.connection().execute(statement.add_columns(score))
-    ]
-    if query.tags:
-        # Tags are a JSON list; few queries filter on them, so they are checked here.
-        tagged = {
-            row_id
-            for row_id, tags in session.execute(select(CatalogResource.id, CatalogResource.tags))
-            if all(t in (tags or []) for t in query.tags)
-        }
-        rows = [r for r in rows if r[0] in tagged]
-    wanted = {
-        "department": query.department,
+        base = base.where(CatalogResource.department_id.in_(query.visible_department_ids))
+    for tag in query.tags:
+        base = base.where(_has_tag(session, tag))
+    sort_column: Any = {
+        "title": CatalogResource.title,
+        "modified": CatalogResource.updated_at,
+    }.get(query.sort, CatalogResource.released_on)
+    if query.sort == "title" and session.get_bind().dialect.name == "postgresql":
+        sort_column = CatalogResource.title.collate("C")  # code point order, as on SQLite
+    hits = base.add_columns(score.label("score"), sort_column.label("sort_key")).cte("hits")
+
+    wanted: dict[str, Any] = {
+        "department": None
+        if query.department is None
+        else [i for i, code in codes.items() if code == query.department],
         "theme": query.theme,
         "format": query.format,
         "open_type": query.open_type,
     }
-    active = [(1 + FACET_FIELDS.index(k), v) for k, v in wanted.items() if v is not None]
 
-    def filtered(skip: int | None = None) -> list[Any]:
-        checks = [(p, v) for p, v in active if p != skip]
-        if not checks:
-            return rows
-        return [r for r in rows if all(r[p] == v for p, v in checks)]
+    def conditions(skip: str | None = None) -> list[Any]:
+        found: list[Any] = []
+        for name, value in wanted.items():
+            if value is None or name == skip:
+                continue
+            column = hits.c[_COLUMN[name]]
+            found.append(column.in_(value) if isinstance(value, list) else column == value)
+        return found
 
     # Facet counts ignore their own filter, so a user sees what choosing another value gives.
-    facets: dict[str, list[tuple[str, int]]] = {}
-    for name in query.facets:
-        if name not in FACET_FIELDS:
-            continue
-        position = 1 + FACET_FIELDS.index(name)
-        counts = Counter(map(itemgetter(position), filtered(skip=position)))
-        facets[name] = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
-    hits = filtered()
-    hits = sorted(hits, key=lambda r: _sort_key(r, query), reverse=query.descending)
-    page = hits[query.offset : query.offset + query.limit]
-    return SearchResult(len(hits), [int(r[0]) for r in page], facets)
+    facet_names = [name for name in dict.fromkeys(query.facets) if name in FACET_FIELDS]
+    parts: list[Any] = [
+        select(literal("", String).label("facet"), cast(literal(None), String), func.count())
+        .select_from(hits)
+        .where(*conditions())
+    ]
+    for name in facet_names:
+        column = hits.c[_COLUMN[name]]
+        parts.append(
+            select(literal(name, String), cast(column, String), func.count())
+            .where(*conditions(skip=name))
+            .group_by(column)
+        )
+    # The page rides in the same statement, numbered so its order survives the UNION.
+    page = (
+        select(hits.c.id, hits.c.score, hits.c.sort_key)
+        .where(*conditions())
+        .order_by(*_order(query, hits.c))
+        .offset(query.offset)
+        .limit(query.limit)
+        .subquery("page")
+    )
+    parts.append(
+        select(
+            literal(PAGE, String),
+            cast(page.c.id, String),
+            func.row_number().over(order_by=_order(query, page.c)),
+        )
+    )
+    total = 0
+    ranked: list[tuple[int, int]] = []
+    counted: dict[str, Counter[str]] = {name: Counter() for name in facet_names}
+    for facet, value, count in session.execute(union_all(*parts)):
+        if facet == PAGE:
+            ranked.append((int(count), int(value)))
+        elif not facet:
+            total = int(count)
+        elif facet == "department":
+            counted[facet][codes[int(value)]] += int(count)
+        else:
+            counted[facet][value] += int(count)
+    facets = {
+        name: sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+        for name, counts in counted.items()
+    }
+    return SearchResult(total, [row_id for _, row_id in sorted(ranked)], facets)
 
 
-def _sort_key(row: Any, query: SearchQuery) -> Any:
-    # row: id, department, theme, format, open type, sort column, score.
+PAGE = "#"  # marks the page's rows among the facet counts
+
+
+# Facet name -> column of the hits CTE.
+_COLUMN = {"department": "department_id", "theme": "theme", "format": "format",
+           "open_type": "open_type"}  # fmt: skip
+
+
+def _order(query: SearchQuery, columns: Any) -> list[Any]:
+    """Relevance, then the newest release first among equals, stable by id; or a column."""
+    ident, key, score = columns.id, columns.sort_key, columns.score
+    down = query.descending
     if query.sort == "title":
-        return row[5]
+        return [key.desc() if down else key.asc(), ident.asc()]
     if query.sort in ("released", "modified"):
-        return (row[5], row[0])
-    # Relevance, then the newest release first among equals; stable by id.
-    return (row[6], row[5], -row[0])
+        return [key.desc(), ident.desc()] if down else [key.asc(), ident.asc()]
+    if down:
+        return [score.desc(), key.desc(), ident.asc()]
+    return [score.asc(), key.asc(), ident.desc()]
+
+
+def _has_tag(session: Session, tag: str) -> Any:
+    """`tag` is one of the resource's tags (a JSON list), tested in SQL."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        return cast(CatalogResource.tags, JSONB).contains(cast(literal([tag], JSON), JSONB))
+    if dialect == "sqlite":
+        element = func.json_each(CatalogResource.tags).table_valued("value")
+        return exists(select(literal(1)).select_from(element).where(element.c.value == tag))
+    tagged = [
+        row_id
+        for row_id, tags in session.execute(select(CatalogResource.id, CatalogResource.tags))
+        if tag in (tags or [])
+    ]
+    return CatalogResource.id.in_(tagged)
 
 
 def load(session: Session, ids: Iterable[int]) -> list[CatalogResource]:
