@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     login_lock_after: int = Field(10, ge=2)
     login_lock_minutes: int = Field(15, ge=1)
 
+    # NGSI-LD: let GET routes of /ngsi-ld/v1 answer without a token (writes always need one).
+    context_anonymous_read: bool = False
+
     mqtt_url: str | None = None
     var_dir: Path = Path("var")
 

@@ -170,3 +170,56 @@ def test_history_and_events(client: TestClient, writer: H, context: AppContext) 
     observed = rows[0][3]
     assert observed is not None
     assert observed.year == 2026
+
+
+def test_spatial_index_follows_batch_creates_replaces_and_deletes(context: Any) -> None:
+    """The service writes the SQLite R*Tree itself (no triggers): after creates, replaces,
+    updates and deletes it holds exactly the boxes of `context_geo`, and geo-queries agree."""
+    from sqlalchemy import text
+
+    from pujiang.context.ngsild_geo import parse_geoquery
+    from pujiang.context.service import LOCATION, ContextBroker, Query
+
+    broker = ContextBroker(context.db)
+    kind = "https://uri.etsi.org/ngsi-ld/default-context/Spot"
+
+    def spot(i: int, lon: float) -> dict[str, Any]:
+        point = {"type": "Point", "coordinates": [lon, 31.0]}
+        return {
+            "id": f"urn:ngsi-ld:Spot:{i}",
+            "type": [kind],
+            LOCATION: [{"type": "GeoProperty", "value": point}],
+        }
+
+    def near(lon: float) -> list[str]:
+        geo = parse_geoquery("near;maxDistance==100", "Point", [lon, 31.0], LOCATION)
+        found, _ = broker.query("", Query(geo=geo, limit=100))
+        return sorted(e["id"] for e in found)
+
+    broker.batch_upsert("", [spot(i, 121.0 + i) for i in range(3)])
+    broker.batch_upsert("", [spot(1, 110.0)])  # replace: the box moves
+    broker.batch_update("", [spot(2, 112.0)])  # update: the box moves
+    broker.batch_delete("", ["urn:ngsi-ld:Spot:0"])
+    broker.create("", spot(3, 113.0))
+    broker.delete("", "urn:ngsi-ld:Spot:3")
+    for gone in (121.0, 122.0, 123.0, 113.0):
+        assert near(gone) == []
+    assert near(110.0) == ["urn:ngsi-ld:Spot:1"]
+    assert near(112.0) == ["urn:ngsi-ld:Spot:2"]
+    if context.db.engine.dialect.name == "sqlite":
+        with context.db.engine.connect() as connection:
+            boxes = connection.execute(
+                text("SELECT id, minx, maxx, miny, maxy FROM context_geo ORDER BY id")
+            ).all()
+            tree = connection.execute(
+                text("SELECT id, minx, maxx, miny, maxy FROM context_geo_rtree ORDER BY id")
+            ).all()
+            triggers = connection.execute(
+                text(
+                    "SELECT name FROM sqlite_master "
+                    "WHERE type = 'trigger' AND name LIKE 'context_geo%'"
+                )
+            ).all()
+        assert [b[0] for b in tree] == [b[0] for b in boxes]
+        assert len(boxes) == 2
+        assert triggers == []

@@ -20,6 +20,7 @@ import orjson
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
+from fastapi.security import APIKeyHeader, OAuth2PasswordBearer
 from sqlalchemy import CursorResult, delete, select, update
 from starlette.responses import Response
 
@@ -55,7 +56,13 @@ from pujiang.context.service import (
     Query as BrokerQuery,
 )
 from pujiang.platform import roles
-from pujiang.platform.deps import AppContext, Context, require
+from pujiang.platform.deps import (
+    PERMISSION_ATTR,
+    AppContext,
+    Context,
+    authenticate_request,
+    require,
+)
 from pujiang.platform.security import CurrentPrincipal
 
 PREFIX = "/ngsi-ld/v1"
@@ -170,7 +177,35 @@ class NgsiLdRoute(APIRoute):
 
 router = APIRouter(prefix=PREFIX, route_class=NgsiLdRoute, tags=["NGSI-LD"])
 
-Reader = Annotated[CurrentPrincipal, Depends(require(roles.CONTEXT_READ))]
+_bearer = OAuth2PasswordBearer(tokenUrl="/api/auth/token", auto_error=False)
+_api_key = APIKeyHeader(name="X-API-Key", auto_error=False)
+_require_read = require(roles.CONTEXT_READ)
+
+
+def read_access(
+    request: Request,
+    context: Context,
+    token: Annotated[str | None, Depends(_bearer)],
+    api_key: Annotated[str | None, Depends(_api_key)],
+) -> CurrentPrincipal | None:
+    """`context.read`, or nobody at all for GET requests when `context_anonymous_read` is set.
+
+    With anonymous reads on, a GET without credentials reads as `None`; one who sends a token or
+    key is still authenticated (a bad one is 401) but needs no particular permission. Queries by
+    POST (`/entityOperations/query`) always need `context.read`, like every write.
+    """
+    anonymous = context.settings.context_anonymous_read and request.method in {"GET", "HEAD"}
+    if not anonymous:
+        principal = authenticate_request(request, context, token, api_key)
+        return _require_read(request, principal)
+    if not token and not api_key:
+        return None
+    return authenticate_request(request, context, token, api_key)
+
+
+setattr(read_access, PERMISSION_ATTR, roles.CONTEXT_READ)
+
+Reader = Annotated[CurrentPrincipal | None, Depends(read_access)]
 Writer = Annotated[CurrentPrincipal, Depends(require(roles.CONTEXT_WRITE))]
 
 

@@ -27,6 +27,7 @@ from pujiang.context.jsonld import (
 from pujiang.context.ngsild import (
     NgsiLdError,
     NgsiLdRoute,
+    broker_of,
     link_context,
     processor_of,
     tenant_of,
@@ -40,7 +41,7 @@ from pujiang.context.notify import (
 from pujiang.context.subscription_models import Subscription
 from pujiang.platform import audit
 from pujiang.platform.db import utcnow
-from pujiang.platform.deps import DbSession, require
+from pujiang.platform.deps import Context, DbSession, require
 from pujiang.platform.roles import CONTEXT_SUBSCRIBE
 from pujiang.platform.security import CurrentPrincipal
 
@@ -424,6 +425,9 @@ def _found(session: DbSession, tenant: str, sub_id: str) -> Subscription:
 
 
 @router.post("/subscriptions", status_code=201)
+# Some clients (ngsildclient 0.5) POST to ".../subscriptions/"; the GET/PATCH/DELETE routes'
+# `{sub_id:path}` would otherwise answer that path with 405 instead of the usual redirect.
+@router.post("/subscriptions/", status_code=201, include_in_schema=False)
 async def create_subscription(
     request: Request, session: DbSession, principal: Subscriber
 ) -> Response:
@@ -455,6 +459,7 @@ async def create_subscription(
 def list_subscriptions(
     request: Request,
     session: DbSession,
+    context: Context,
     _principal: Subscriber,
     limit: str | None = None,
     offset: str | None = None,
@@ -473,6 +478,9 @@ def list_subscriptions(
     if size == 0 and count != "true":
         raise bad_data("limit=0 only makes sense with count=true")
     rows, total = subs.page(session, tenant, size, skip)
+    if total == 0:
+        # Like the entity routes: a tenant is known from its first entity or subscription.
+        broker_of(context).require_tenant(tenant)
     with_context = _wants_jsonld(request)
     headers = {"NGSILD-Results-Count": str(total)} if count == "true" else {}
     return _json([render(r, with_context=with_context) for r in rows], request, headers)

@@ -10,10 +10,12 @@ Hot paths use Core statements with executemany and orjson; no ORM object per ent
 
 from __future__ import annotations
 
+import gc
 import math
 import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol, cast
@@ -25,11 +27,13 @@ from sqlalchemy import (
     Connection,
     Table,
     and_,
+    column,
     delete,
     func,
     insert,
     or_,
     select,
+    table,
     text,
     union_all,
 )
@@ -46,7 +50,7 @@ from pujiang.context.models import (
     ContextTenant,
 )
 from pujiang.platform.bus import EventBus
-from pujiang.platform.db import Database
+from pujiang.platform.db import Database, bulk_load
 
 Entity = dict[str, Any]
 Instance = dict[str, Any]
@@ -56,6 +60,7 @@ DEFAULT_TENANT = ""
 NGSI_LD_NULL = "urn:ngsi-ld:null"
 LOCATION = "https://uri.etsi.org/ngsi-ld/location"
 MAX_LIMIT = 1000
+BULK = 1000  # batches of this many entities write with a large page cache
 CHUNK = 256  # candidate rows read per round when conditions are tested in Python
 
 # Top-level members of the internal form that are not attributes.
@@ -282,29 +287,51 @@ def _db_time(iso: str) -> datetime:
     return parsed
 
 
+# SQLite: the R*Tree over `context_geo` is kept by the service itself (`_persist` inserts and
+# deletes its rows with set-based statements beside the `context_geo` rows): per-row triggers
+# cost more than the rest of the spatial index write. Databases made before this change have
+# the triggers; `ensure_spatial_index` drops them.
 _SQLITE_RTREE = (
-    "CREATE VIRTUAL TABLE IF NOT EXISTS context_geo_rtree USING rtree(id, minx, maxx, miny, maxy)",
-    "CREATE TRIGGER IF NOT EXISTS context_geo_rtree_insert AFTER INSERT ON context_geo BEGIN "
-    "INSERT INTO context_geo_rtree VALUES (new.id, new.minx, new.maxx, new.miny, new.maxy); END",
-    "CREATE TRIGGER IF NOT EXISTS context_geo_rtree_delete AFTER DELETE ON context_geo BEGIN "
-    "DELETE FROM context_geo_rtree WHERE id = old.id; END",
+    "CREATE VIRTUAL TABLE IF NOT EXISTS context_geo_rtree USING rtree(id, minx, maxx, miny, maxy)"
 )
+_SQLITE_RTREE_TRIGGERS = ("context_geo_rtree_insert", "context_geo_rtree_delete")
+_RTREE = table("context_geo_rtree", column("id"))
 
 
 def ensure_spatial_index(connection: Connection) -> None:
-    """SQLite: create the R*Tree over `context_geo` (and fill it) if it is missing."""
+    """SQLite: create the R*Tree over `context_geo` (and fill it) if it is missing, and drop
+    the per-row triggers older versions kept it with (the service now writes it directly)."""
     if connection.dialect.name != "sqlite":
         return
+    for trigger in _SQLITE_RTREE_TRIGGERS:
+        connection.exec_driver_sql(f"DROP TRIGGER IF EXISTS {trigger}")
     exists = connection.exec_driver_sql(
         "SELECT 1 FROM sqlite_master WHERE name = 'context_geo_rtree'"
     ).first()
     if exists:
         return
-    for statement in _SQLITE_RTREE:
-        connection.exec_driver_sql(statement)
+    connection.exec_driver_sql(_SQLITE_RTREE)
     connection.exec_driver_sql(
         "INSERT INTO context_geo_rtree SELECT id, minx, maxx, miny, maxy FROM context_geo"
     )
+
+
+@contextmanager
+def _quiet_gc(batch: bool) -> Iterator[None]:
+    """Pause the cyclic garbage collector while a batch builds its rows.
+
+    A batch allocates several small containers per instance that live until the commit; the
+    collector would walk them (and everything else alive) again and again for nothing: a
+    quarter of a large batch's time. Reference counting still frees memory meanwhile. The
+    collector is only resumed if this call paused it."""
+    if not batch or not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 # -- the broker ---------------------------------------------------------------------------------
@@ -328,6 +355,9 @@ class _Write:
     removed: list[tuple[str, str, Instance]]  # (attr, datasetId, old instance) deleted
     pk: int | None = None
     owner: str | None = None
+    # `touched` is every instance of `entity` in document order (a new entity, `_created`):
+    # lets `_stamp` and `_write_rows` walk the document instead of looking instances up.
+    all_touched: bool = False
 
     @property
     def current(self) -> Entity:
@@ -420,9 +450,16 @@ class ContextBroker:
     # -- persistence ---------------------------------------------------------------------------
 
     def _persist(
-        self, session: Session, tenant: str, writes: list[_Write], at: str
+        self,
+        session: Session,
+        tenant: str,
+        writes: list[_Write],
+        at: str,
+        *,
+        changes: bool = True,
     ) -> list[Change]:
-        """Write current state, index rows and history for these writes; return the changes."""
+        """Write current state, index rows and history for these writes; return the changes
+        (none built when `changes` is false and no bus is listening)."""
         at_db = self._time_param(_db_time(at))
         self._ensure_tenant(session, tenant)
         for write in writes:
@@ -431,8 +468,15 @@ class ContextBroker:
         stale = [w.pk for w in writes if w.pk is not None]
         for start in range(0, len(stale), 500):
             chunk = stale[start : start + 500]
-            for table in (_T, _A, _G):
-                session.execute(delete(table).where(table.c.entity_pk.in_(chunk)))
+            if not self.postgres:
+                # The R*Tree rows go with their context_geo rows (no triggers, see above).
+                session.execute(
+                    delete(_RTREE).where(
+                        _RTREE.c.id.in_(select(_G.c.id).where(_G.c.entity_pk.in_(chunk)))
+                    )
+                )
+            for table_ in (_T, _A, _G):
+                session.execute(delete(table_).where(table_.c.entity_pk.in_(chunk)))
         gone = [w.pk for w in writes if w.pk is not None and w.entity is None]
         for start in range(0, len(gone), 500):
             session.execute(delete(_E).where(_E.c.pk.in_(gone[start : start + 500])))
@@ -467,8 +511,9 @@ class ContextBroker:
                 pks.update((row[0], row[1]) for row in rows)
             for w in created:
                 w.pk = pks[w.current["id"]]
-        self._write_index(session, tenant, [w for w in writes if w.entity is not None])
-        self._write_history(session, tenant, writes, at_db, at)
+        self._write_rows(session, tenant, writes, at_db, at)
+        if not changes and self.bus is None:
+            return []
         return [_change(tenant, w, at) for w in writes]
 
     # Hot inserts go straight to the driver's executemany: no per-row statement compilation or
@@ -497,58 +542,87 @@ class ContextBroker:
             return moment
         return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
-    def _write_index(self, session: Session, tenant: str, writes: list[_Write]) -> None:
+    def _write_rows(
+        self, session: Session, tenant: str, writes: list[_Write], at_db: Any, at: str
+    ) -> None:
+        """Index rows (types, attribute index, spatial index) of the entities written and one
+        history row per instance written or deleted, in one pass over the writes.
+
+        History rows come per write in `touched` order, then the deletions. A created entity's
+        `touched` is all its instances in document order (`_Write.all_touched`), so they are
+        read straight off the document instead of being looked up one by one."""
         types: list[tuple[Any, ...]] = []
         attrs: list[tuple[Any, ...]] = []
         geos: list[tuple[Any, ...]] = []
+        history: list[tuple[Any, ...]] = []
+        observed_param: dict[str, Any] = {}  # observedAt text -> driver parameter, per batch
+
+        def observed(value: Any) -> Any:
+            if not value or not isinstance(value, str):
+                return None  # parse_time reads strings only
+            if value not in observed_param:
+                observed_param[value] = self._time_param(parse_time(value))
+            return observed_param[value]
+
         for w in writes:
             entity, pk = w.entity, w.pk
-            if entity is None or pk is None:
-                continue
-            for t in entity["type"]:
-                types.append((tenant, t, pk))
-            for name, instances in entity.items():
-                if name in ENTITY_KEYS:
-                    continue
-                for instance in instances:
-                    dataset = instance.get("datasetId") or ""
-                    num, txt = index_value(instance)
-                    kind = instance.get("type", "Property")
-                    attrs.append((pk, name, dataset, tenant, kind, num, txt))
-                    if kind == "GeoProperty":
-                        bounds = geo_bounds(instance.get("value"))
-                        if bounds is not None:
-                            geos.append((tenant, pk, name, dataset, *bounds))
-        self._insert(session, "context_entity_types", ("tenant", "type", "entity_pk"), types)
-        self._insert(
-            session,
-            "context_attrs",
-            ("entity_pk", "attr", "dataset_id", "tenant", "kind", "num", "txt"),
-            attrs,
-        )
-        self._insert(
-            session,
-            "context_geo",
-            ("tenant", "entity_pk", "attr", "dataset_id", "minx", "miny", "maxx", "maxy"),
-            geos,
-        )
-
-    def _write_history(
-        self, session: Session, tenant: str, writes: list[_Write], at_db: Any, at: str
-    ) -> None:
-        rows: list[tuple[Any, ...]] = []
-        for w in writes:
             current = w.current
             entity_id = current["id"]
             entity_type = current["type"][0] if current["type"] else ""
-            if w.entity is not None:
+            fast = w.all_touched and entity is not None
+            # (num, txt) per (attr, datasetId) of this entity, reused by the history rows.
+            values: dict[tuple[str, str], tuple[float | None, str | None]] = {}
+            if entity is not None and pk is not None:
+                for t in entity["type"]:
+                    types.append((tenant, t, pk))
+                for name, instances in entity.items():
+                    if name in ENTITY_KEYS:
+                        continue
+                    first: set[str] | None = set() if len(instances) > 1 else None
+                    for instance in instances:
+                        dataset = instance.get("datasetId") or ""
+                        num, txt = index_value(instance)
+                        kind = instance.get("type", "Property")
+                        attrs.append((pk, name, dataset, tenant, kind, num, txt))
+                        if kind == "GeoProperty":
+                            bounds = geo_bounds(instance.get("value"))
+                            if bounds is not None:
+                                geos.append((tenant, pk, name, dataset, *bounds))
+                        if not fast:
+                            values.setdefault((name, dataset), (num, txt))
+                            continue
+                        if first is not None:
+                            # Two instances with one datasetId: history records the first
+                            # twice, as the lookup by (attr, datasetId) always did.
+                            if dataset in first:
+                                instance = _find(instances, dataset) or instance
+                                kind = instance.get("type", "Property")
+                                num, txt = index_value(instance)
+                            first.add(dataset)
+                        history.append(
+                            (
+                                tenant,
+                                entity_id,
+                                entity_type,
+                                name,
+                                dataset,
+                                kind,
+                                observed(instance.get("observedAt")),
+                                at_db,
+                                False,
+                                num,
+                                txt,
+                                _dumps(instance),
+                            )
+                        )
+            if entity is not None and not fast:
                 for name, dataset in w.touched:
-                    instance = _find(w.entity.get(name, ()), dataset)
+                    instance = _find(entity.get(name, ()), dataset)
                     if instance is None:
                         continue
-                    num, txt = index_value(instance)
-                    observed = instance.get("observedAt")
-                    rows.append(
+                    num_txt = values.get((name, dataset))
+                    num, txt = num_txt if num_txt is not None else index_value(instance)
+                    history.append(
                         (
                             tenant,
                             entity_id,
@@ -556,7 +630,7 @@ class ContextBroker:
                             name,
                             dataset,
                             instance.get("type", "Property"),
-                            self._time_param(parse_time(observed)) if observed else None,
+                            observed(instance.get("observedAt")),
                             at_db,
                             False,
                             num,
@@ -569,7 +643,7 @@ class ContextBroker:
                 marker: Instance = {"type": kind, "value": NGSI_LD_NULL, "deletedAt": at}
                 if dataset:
                     marker["datasetId"] = dataset
-                rows.append(
+                history.append(
                     (
                         tenant,
                         entity_id,
@@ -585,6 +659,14 @@ class ContextBroker:
                         _dumps(marker),
                     )
                 )
+        self._insert(session, "context_entity_types", ("tenant", "type", "entity_pk"), types)
+        self._insert(
+            session,
+            "context_attrs",
+            ("entity_pk", "attr", "dataset_id", "tenant", "kind", "num", "txt"),
+            attrs,
+        )
+        self._write_geo(session, geos)
         self._insert(
             session,
             "context_attr_instances",
@@ -602,16 +684,46 @@ class ContextBroker:
                 "txt",
                 "instance",
             ),
-            rows,
+            history,
         )
 
-    def _commit(self, tenant: str, build: Callable[[Session], list[_Write]]) -> list[Change]:
+    def _write_geo(self, session: Session, geos: list[tuple[Any, ...]]) -> None:
+        """The bbox rows, and on SQLite their R*Tree rows in one INSERT ... SELECT of the rows
+        just added (ids above the largest before: the transaction holds the write lock)."""
+        if not geos:
+            return
+        before = 0
+        if not self.postgres:
+            before = session.execute(select(func.coalesce(func.max(_G.c.id), 0))).scalar_one()
+        self._insert(
+            session,
+            "context_geo",
+            ("tenant", "entity_pk", "attr", "dataset_id", "minx", "miny", "maxx", "maxy"),
+            geos,
+        )
+        if not self.postgres:
+            session.connection().exec_driver_sql(
+                "INSERT INTO context_geo_rtree SELECT id, minx, maxx, miny, maxy "
+                "FROM context_geo WHERE id > ?",
+                (before,),
+            )
+
+    def _commit(
+        self, tenant: str, build: Callable[[Session], list[_Write]], *, changes: bool = True
+    ) -> list[Change]:
+        """Build and persist the writes in one transaction, then publish. With `changes` false
+        (batch callers that ignore the result) the list is only built for the bus."""
         at = now_iso()
-        with self._session() as session:
+        with self._session() as session, _quiet_gc(not changes):
             writes = build(session)
-            changes = self._persist(session, tenant, writes, at) if writes else []
-        self._publish(changes)
-        return changes
+            if len(writes) >= BULK:
+                # Large batches: a page cache big enough for the index B-trees they touch.
+                with bulk_load(session):
+                    made = self._persist(session, tenant, writes, at, changes=changes)
+            else:
+                made = self._persist(session, tenant, writes, at, changes=changes) if writes else []
+        self._publish(made)
+        return made
 
     # -- single-entity writes ------------------------------------------------------------------
 
@@ -783,7 +895,7 @@ class ContextBroker:
                 result.success.append(eid)
             return writes
 
-        self._commit(tenant, build)
+        self._commit(tenant, build, changes=False)
         result.created = list(result.success)
         return result
 
@@ -822,7 +934,7 @@ class ContextBroker:
                     result.created.append(eid)
             return [pending[eid] for eid in order]
 
-        self._commit(tenant, build)
+        self._commit(tenant, build, changes=False)
         result.success = list(dict.fromkeys(result.success))
         return result
 
@@ -851,7 +963,7 @@ class ContextBroker:
                 result.success.append(eid)
             return list(writes.values())
 
-        self._commit(tenant, build)
+        self._commit(tenant, build, changes=False)
         result.success = list(dict.fromkeys(result.success))
         return result
 
@@ -872,7 +984,7 @@ class ContextBroker:
                 result.success.append(eid)
             return writes
 
-        self._commit(tenant, build)
+        self._commit(tenant, build, changes=False)
         return result
 
     # -- reads ---------------------------------------------------------------------------------
@@ -1149,7 +1261,9 @@ def _all_touched(entity: Entity) -> list[tuple[str, str]]:
 
 
 def _created(entity: Entity, owner: str | None) -> _Write:
-    return _Write(None, _copy(entity), "create", _all_touched(entity), [], None, owner)
+    return _Write(
+        None, _copy(entity), "create", _all_touched(entity), [], None, owner, all_touched=True
+    )
 
 
 def _deleted(pk: int, previous: Entity) -> _Write:
@@ -1306,6 +1420,14 @@ def _stamp(write: _Write, at: str) -> None:
         return
     entity["createdAt"] = (write.previous or {}).get("createdAt") or entity.get("createdAt") or at
     entity["modifiedAt"] = at
+    if write.all_touched:
+        for name, instances in entity.items():
+            if name not in ENTITY_KEYS:
+                entity[name] = [
+                    {**i, "createdAt": i.get("createdAt") or at, "modifiedAt": at}
+                    for i in instances
+                ]
+        return
     touched = set(write.touched)
     for name, instances in entity.items():
         if name in ENTITY_KEYS:
