@@ -1,7 +1,7 @@
 """Reading uploaded CSV and XLSX files against a resource's declared data items.
 
-Encodings: UTF-8 (with or without BOM) first; then GB18030, which also reads GBK and GB2312
-files (it is their superset); charset-normalizer only for anything else. Every row is checked
+Encodings are detected by the kernel's `platform/tabular.py` (UTF-8 with or without BOM, GBK,
+GB18030), the same way the base registries detect them. Every row is checked
 and every bad row is reported with each bad cell; the caller decides whether to store.
 """
 
@@ -13,9 +13,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from charset_normalizer import from_bytes
-
 from pujiang.catalog.datastore import ColumnSpec, infer_type, parse_value
+from pujiang.platform.tabular import FileProblem, detect_encoding
 
 MAX_BAD_CELLS_PER_ROW = 20
 
@@ -34,29 +33,20 @@ class Parsed:
 
 
 def decode(data: bytes) -> tuple[str, str]:
-    """(text, encoding name) of a CSV file's bytes."""
-    if data.startswith(b"\xef\xbb\xbf"):
-        return data[3:].decode("utf-8", errors="strict"), "utf-8-sig"
+    """(text, encoding name) of a CSV file's bytes, detected as every Pujiang import does."""
     try:
-        return data.decode("utf-8"), "utf-8"
-    except UnicodeDecodeError:
-        pass
+        encoding = detect_encoding(io.BytesIO(data))
+    except FileProblem as exc:
+        raise FileError(exc.detail) from exc
+    # GBK is decoded as its superset GB18030, so a rare character outside GBK still reads.
+    codec = "gb18030" if encoding == "gbk" else encoding
     try:
-        text = data.decode("gbk")
-        return text, "gbk"
-    except UnicodeDecodeError:
-        pass
-    try:
-        return data.decode("gb18030"), "gb18030"
-    except UnicodeDecodeError:
-        pass
-    best = from_bytes(data).best()
-    if best is None:
+        return data.decode(codec), encoding
+    except UnicodeDecodeError as exc:
         raise FileError(
-            "无法识别文件编码，请另存为 UTF-8 或 GBK / cannot tell the file's encoding: "
-            "save it as UTF-8 or GBK"
-        )
-    return str(best), best.encoding
+            f"文件中有不是 {encoding} 编码的字节 / bytes that are not valid {encoding}: "
+            f"{exc.reason}"
+        ) from exc
 
 
 def _csv_rows(data: bytes) -> tuple[Iterator[list[str]], str]:

@@ -12,11 +12,11 @@ from typer.testing import CliRunner
 
 from pujiang.city.registries.columns import Kind, header_index, header_key
 from pujiang.city.registries.models import Person
-from pujiang.city.registries.reading import EXCEL_NUMBER_MARK, cell_text, detect_encoding
 from pujiang.city.registries.service import _next_prefix, mask_address
 from pujiang.cli import app as cli_app
 from pujiang.platform.deps import AppContext
 from pujiang.platform.models import AuditEntry
+from pujiang.platform.tabular import EXCEL_NUMBER_MARK, cell_text, detect_encoding
 from tests.city.registries.conftest import csv_bytes
 
 

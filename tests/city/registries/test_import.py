@@ -19,10 +19,10 @@ from pujiang.city.registries.ingest import (
 )
 from pujiang.city.registries.locate import Locator
 from pujiang.city.registries.models import Address, LegalEntity, Person
-from pujiang.city.registries.reading import FileProblem
 from pujiang.platform.deps import AppContext
 from pujiang.platform.geo import Crs, wgs84_to_gcj02
 from pujiang.platform.identifiers import make_id_number, make_org_code, uscc_check_char
+from pujiang.platform.tabular import FileProblem
 from tests.city.registries.conftest import FAKE_PLACE, csv_bytes, fake_locator, standards
 
 PERSON_HEADER = [

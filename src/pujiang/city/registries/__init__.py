@@ -1,10 +1,10 @@
 """The three base registries (三大基础库): population, legal entities, addresses and buildings.
 
 Rooms: models.py (tables), schemas.py (replies), service.py (search, masking, counts),
-api.py (routes), cli.py (`pujiang registry`), and the import pipeline: reading.py (CSV/XLSX,
-encodings) -> columns.py (accepted headers) -> checks.py / checkers.py (row checks) ->
-ingest.py (batches, locating through locate.py, upserts). synthetic.py invents registries
-for the demo and the benchmarks. See docs/registries.md.
+api.py (routes), cli.py (`pujiang registry`), and the import pipeline: the kernel's
+platform/tabular.py (CSV/XLSX, encodings) -> columns.py (accepted headers) -> checks.py /
+checkers.py (row checks) -> ingest.py (batches, locating through locate.py, upserts).
+synthetic.py invents registries for the demo and the benchmarks. See docs/registries.md.
 
 Other modules may call:
 

@@ -16,13 +16,13 @@ from sqlalchemy import Date, Dialect
 
 from pujiang.city.levels import Level, code_is_valid
 from pujiang.city.reference import districts
-from pujiang.city.registries.reading import EXCEL_NUMBER_MARK
 from pujiang.platform.db import UtcDateTime
 from pujiang.platform.i18n import EN, ZH, register, translate
 from pujiang.platform.identifiers import (
     IdentifierError,
     normalise_mobile,
 )
+from pujiang.platform.tabular import EXCEL_NUMBER_MARK
 
 register(
     {

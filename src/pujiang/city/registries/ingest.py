@@ -22,11 +22,11 @@ from pujiang.city.registries.checkers import CHECKERS
 from pujiang.city.registries.checks import Checker, Env, Layout, RowError, row_error
 from pujiang.city.registries.columns import COLUMNS, Kind, header_index, header_key
 from pujiang.city.registries.locate import Locator
-from pujiang.city.registries.reading import FileProblem, Table, open_table
 from pujiang.platform.db import bulk_load, utcnow
 from pujiang.platform.errors import Problem
 from pujiang.platform.geo import Crs, to_wgs84_many
 from pujiang.platform.i18n import EN, current_language, register, translate
+from pujiang.platform.tabular import FileProblem, Table, open_table
 
 DEFAULT_BATCH = 20_000
 _HEADER_SCAN_ROWS = 5  # a title row or two may sit above the header

@@ -452,8 +452,8 @@ def load_demo_registries(
     """
     from pujiang.city.registries.ingest import TABLES, import_table
     from pujiang.city.registries.locate import city_locator
-    from pujiang.city.registries.reading import rows_table
     from pujiang.platform import audit
+    from pujiang.platform.tabular import rows_table
 
     started = time.perf_counter()
     locator = city_locator(context)

@@ -1,5 +1,6 @@
-"""Reading import files into numbered rows of text: CSV (UTF-8 with or without BOM, GBK,
-GB18030) and XLSX. The format is told by the file's first bytes, not by its name.
+"""Reading uploaded tables into numbered rows of text: CSV (UTF-8 with or without BOM, GBK,
+GB18030) and XLSX. The format is told by the file's first bytes, not by its name. Every module
+that imports spreadsheets (base registries, catalog uploads) reads them through here.
 
 Rows are numbered as a spreadsheet shows them (the first line is row 1), so an error report
 points at the row a user sees when opening the file in Excel or WPS.
@@ -36,29 +37,29 @@ ENCODING_LABELS = {"utf-8": "UTF-8", "utf-8-sig": "UTF-8 (BOM)", "gbk": "GBK", "
 
 register(
     {
-        "registry.file_empty": ("文件为空", "The file is empty"),
-        "registry.file_xls": (
+        "file.empty": ("文件为空", "The file is empty"),
+        "file.xls": (
             "不支持旧版 Excel（.xls）文件，请另存为 .xlsx 或 CSV 后再导入",
             "Legacy Excel (.xls) files are not supported: save the sheet as .xlsx or CSV",
         ),
-        "registry.file_format": (
+        "file.format": (
             "无法识别的文件格式：请上传 CSV 或 XLSX 文件",
             "Unrecognised file format: upload a CSV or an XLSX file",
         ),
-        "registry.file_xlsx_broken": (
+        "file.xlsx_broken": (
             "XLSX 文件无法打开：{reason}",
             "The XLSX file cannot be opened: {reason}",
         ),
-        "registry.file_encoding": (
+        "file.encoding": (
             "无法识别文件编码（疑似 {guess}）：请将文件保存为 UTF-8、GBK 或 GB18030 编码",
             "Cannot read the file's encoding (it looks like {guess}): save it as UTF-8, GBK "
             "or GB18030",
         ),
-        "registry.file_decode": (
+        "file.decode": (
             "第 {row} 行附近有不是 {encoding} 编码的字节：文件可能混用了多种编码",
             "Bytes near row {row} are not valid {encoding}: the file may mix encodings",
         ),
-        "registry.file_csv": (
+        "file.csv": (
             "第 {row} 行 CSV 格式错误：{reason}",
             "Row {row} is not well-formed CSV: {reason}",
         ),
@@ -89,13 +90,13 @@ def open_table(stream: IO[bytes]) -> Table:
     head = stream.read(8)
     stream.seek(0)
     if not head:
-        raise FileProblem("registry.file_empty")
+        raise FileProblem("file.empty")
     if head.startswith(_ZIP_MAGIC):
         return Table("xlsx", None, _xlsx_rows(stream))
     if head.startswith(_OLE_MAGIC):
-        raise FileProblem("registry.file_xls", status=415)
+        raise FileProblem("file.xls", status=415)
     if b"\x00" in head and not head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        raise FileProblem("registry.file_format", status=415)
+        raise FileProblem("file.format", status=415)
     encoding = detect_encoding(stream)
     stream.seek(0)
     return Table("csv", encoding, _csv_rows(stream, encoding))
@@ -135,7 +136,7 @@ def detect_encoding(stream: IO[bytes]) -> str:
         if _decodes(sample, encoding):
             return encoding
     best = charset_normalizer.from_bytes(sample[:65536]).best()
-    raise FileProblem("registry.file_encoding", guess=best.encoding if best else "?")
+    raise FileProblem("file.encoding", guess=best.encoding if best else "?")
 
 
 def _decodes(sample: bytes, encoding: str) -> bool:
@@ -160,10 +161,10 @@ def _csv_rows(stream: IO[bytes], encoding: str) -> Iterator[tuple[int, list[str]
             yield number, row
     except UnicodeDecodeError:
         raise FileProblem(
-            "registry.file_decode", row=number + 1, encoding=ENCODING_LABELS.get(encoding, encoding)
+            "file.decode", row=number + 1, encoding=ENCODING_LABELS.get(encoding, encoding)
         ) from None
     except csv.Error as exc:
-        raise FileProblem("registry.file_csv", row=number + 1, reason=str(exc)) from None
+        raise FileProblem("file.csv", row=number + 1, reason=str(exc)) from None
     finally:
         # Hand the stream back open: it belongs to the caller (an upload, an open file).
         with contextlib.suppress(ValueError):
@@ -179,7 +180,7 @@ def _xlsx_rows(stream: IO[bytes]) -> Iterator[tuple[int, list[str]]]:
     try:
         book = load_workbook(stream, read_only=True, data_only=True)
     except Exception as exc:
-        raise FileProblem("registry.file_xlsx_broken", reason=str(exc)[:200]) from None
+        raise FileProblem("file.xlsx_broken", reason=str(exc)[:200]) from None
     try:
         sheet = book.active if book.active is not None else book.worksheets[0]
         for number, values in enumerate(sheet.iter_rows(values_only=True), start=1):
