@@ -16,6 +16,8 @@ from pujiang.city import api as city_api
 from pujiang.city.registries import api as registries_api
 from pujiang.context import api as context_api
 from pujiang.context import subscriptions as context_subscriptions
+from pujiang.iot import api as iot_api
+from pujiang.iot import worker as iot_worker
 from pujiang.platform.api import admin, audit, auth, ops
 from pujiang.platform.db import Database
 from pujiang.platform.deps import AppContext
@@ -51,7 +53,11 @@ def create_app(settings: Settings, context: AppContext | None = None) -> FastAPI
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         # The subscription matcher and the notification worker live as long as the app,
         # and so does the periodic escalation of overdue cases.
-        with context_subscriptions.delivery(context), cases_jobs.periodic_escalation(context):
+        with (
+            context_subscriptions.delivery(context),
+            cases_jobs.periodic_escalation(context),
+            iot_worker.running(context),
+        ):
             yield
         context.db.dispose()
 
@@ -73,6 +79,7 @@ def create_app(settings: Settings, context: AppContext | None = None) -> FastAPI
         cases_api.router,
         catalog_api.router,
         context_api.router,
+        iot_api.router,
     )
     for router in routers:
         app.include_router(router)

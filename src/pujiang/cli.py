@@ -16,6 +16,7 @@ from pujiang.catalog import cli as catalog_cli
 from pujiang.city import cli as city_cli
 from pujiang.city.registries import cli as registry_cli
 from pujiang.context import cli as context_cli
+from pujiang.iot import cli as iot_cli
 from pujiang.platform import db as dbtools
 from pujiang.platform.deps import AppContext
 from pujiang.platform.errors import Problem
@@ -40,6 +41,7 @@ app.add_typer(city_cli.app, name="city")
 app.add_typer(catalog_cli.exchange_app, name="exchange")
 app.add_typer(context_cli.app, name="context")
 app.add_typer(registry_cli.app, name="registry")
+app.add_typer(iot_cli.app, name="iot")
 
 NOT_MIGRATED = (
     "数据库未迁移到最新版本，请先运行 `pujiang db upgrade` / "

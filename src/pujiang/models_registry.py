@@ -11,6 +11,7 @@ import pujiang.city.models
 import pujiang.city.registries.models
 import pujiang.context.models
 import pujiang.context.subscription_models
+import pujiang.iot.models
 import pujiang.platform.models  # noqa: F401 - the binding `pujiang` is shared
 from pujiang.platform.db import Base
 

@@ -60,6 +60,14 @@ class Settings(BaseSettings):
     context_anonymous_read: bool = False
 
     mqtt_url: str | None = None
+    # Device ingest (docs/iot.md): the MQTT consumer's client id (its persistent session) and,
+    # when several workers share the load, the MQTT 5 shared-subscription group.
+    ingest_client_id: str = "pujiang-ingest"
+    ingest_shared_group: str = ""
+    ingest_batch_max: int = Field(default=1000, ge=1, le=100_000)
+    ingest_batch_ms: int = Field(default=20, ge=0, le=10_000)
+    ingest_max_message_bytes: int = Field(default=65_536, ge=64)
+    iot_liveness_seconds: int = Field(default=30, ge=1)
     var_dir: Path = Path("var")
 
     @field_validator("log_level")
