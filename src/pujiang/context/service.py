@@ -196,6 +196,21 @@ class UpdateResult:
 
 
 @dataclass
+class Reading:
+    """One attribute reading for `ContextBroker.record` (device ingest): an instance in the
+    internal form, normally with `observedAt`, for one attribute of one entity."""
+
+    entity_id: str
+    attr: str  # expanded name
+    instance: Instance
+    seed: Entity | None = None  # the entity to create first when it does not exist
+
+
+# What `record` did with each reading.
+STORED, DUPLICATE, HISTORY_ONLY, NO_ENTITY = "stored", "duplicate", "history", "no_entity"
+
+
+@dataclass
 class BatchResult:
     success: list[str] = field(default_factory=list)
     created: list[str] = field(default_factory=list)
@@ -296,6 +311,20 @@ _SQLITE_RTREE = (
 )
 _SQLITE_RTREE_TRIGGERS = ("context_geo_rtree_insert", "context_geo_rtree_delete")
 _RTREE = table("context_geo_rtree", column("id"))
+_HISTORY_COLUMNS = (
+    "tenant",
+    "entity_id",
+    "entity_type",
+    "attr",
+    "dataset_id",
+    "kind",
+    "observed_at",
+    "modified_at",
+    "deleted",
+    "num",
+    "txt",
+    "instance",
+)
 
 
 def ensure_spatial_index(connection: Connection) -> None:
@@ -358,6 +387,12 @@ class _Write:
     # `touched` is every instance of `entity` in document order (a new entity, `_created`):
     # lets `_stamp` and `_write_rows` walk the document instead of looking instances up.
     all_touched: bool = False
+    # History rows to write instead of one per `touched` instance (`record`: several readings
+    # of one attribute in a batch, and readings older than the current state).
+    history: list[tuple[str, str, Instance]] | None = None
+    # Set by `_persist`: an update that keeps the entity's types rewrites only the index rows
+    # of what it touched or removed, not all of the entity's.
+    partial: bool = False
 
     @property
     def current(self) -> Entity:
@@ -465,7 +500,14 @@ class ContextBroker:
         for write in writes:
             if write.entity is not None:
                 _stamp(write, at)
-        stale = [w.pk for w in writes if w.pk is not None]
+            write.partial = (
+                write.operation == "update"
+                and write.pk is not None
+                and write.entity is not None
+                and write.previous is not None
+                and write.entity.get("type") == write.previous.get("type")
+            )
+        stale = [w.pk for w in writes if w.pk is not None and not w.partial]
         for start in range(0, len(stale), 500):
             chunk = stale[start : start + 500]
             if not self.postgres:
@@ -555,6 +597,10 @@ class ContextBroker:
         attrs: list[tuple[Any, ...]] = []
         geos: list[tuple[Any, ...]] = []
         history: list[tuple[Any, ...]] = []
+        # Partial updates: index rows upserted or deleted one (attr, datasetId) at a time.
+        upserts: list[tuple[Any, ...]] = []
+        unindexed: list[tuple[Any, ...]] = []
+        regeo: list[tuple[Any, ...]] = []
         observed_param: dict[str, Any] = {}  # observedAt text -> driver parameter, per batch
 
         def observed(value: Any) -> Any:
@@ -572,7 +618,9 @@ class ContextBroker:
             fast = w.all_touched and entity is not None
             # (num, txt) per (attr, datasetId) of this entity, reused by the history rows.
             values: dict[tuple[str, str], tuple[float | None, str | None]] = {}
-            if entity is not None and pk is not None:
+            if w.partial and entity is not None:
+                self._partial_rows(w, tenant, upserts, unindexed, regeo, geos)
+            elif entity is not None and pk is not None:
                 for t in entity["type"]:
                     types.append((tenant, t, pk))
                 for name, instances in entity.items():
@@ -616,10 +664,13 @@ class ContextBroker:
                             )
                         )
             if entity is not None and not fast:
-                for name, dataset in w.touched:
-                    instance = _find(entity.get(name, ()), dataset)
-                    if instance is None:
+                pairs = w.history if w.history is not None else w.touched
+                for pair in pairs:
+                    name, dataset = pair[0], pair[1]
+                    found = pair[2] if len(pair) > 2 else _find(entity.get(name, ()), dataset)
+                    if found is None:
                         continue
+                    instance = found
                     num_txt = values.get((name, dataset))
                     num, txt = num_txt if num_txt is not None else index_value(instance)
                     history.append(
@@ -659,6 +710,7 @@ class ContextBroker:
                         _dumps(marker),
                     )
                 )
+        self._write_partial(session, upserts, unindexed, regeo)
         self._insert(session, "context_entity_types", ("tenant", "type", "entity_pk"), types)
         self._insert(
             session,
@@ -667,25 +719,68 @@ class ContextBroker:
             attrs,
         )
         self._write_geo(session, geos)
-        self._insert(
-            session,
-            "context_attr_instances",
-            (
-                "tenant",
-                "entity_id",
-                "entity_type",
-                "attr",
-                "dataset_id",
-                "kind",
-                "observed_at",
-                "modified_at",
-                "deleted",
-                "num",
-                "txt",
-                "instance",
-            ),
-            history,
-        )
+        self._insert(session, "context_attr_instances", _HISTORY_COLUMNS, history)
+
+    @staticmethod
+    def _partial_rows(
+        w: _Write,
+        tenant: str,
+        upserts: list[tuple[Any, ...]],
+        unindexed: list[tuple[Any, ...]],
+        regeo: list[tuple[Any, ...]],
+        geos: list[tuple[Any, ...]],
+    ) -> None:
+        """Index rows of a partial update: the touched instances' rows upserted, the removed
+        ones' deleted, and the bbox rows of any GeoProperty among them replaced."""
+        entity, previous, pk = w.entity or {}, w.previous or {}, w.pk
+        for name, dataset in dict.fromkeys(w.touched):
+            instance = _find(entity.get(name, ()), dataset)
+            if instance is None:
+                continue
+            kind = instance.get("type", "Property")
+            num, txt = index_value(instance)
+            upserts.append((pk, name, dataset, tenant, kind, num, txt))
+            old = _find(previous.get(name, ()), dataset)
+            if kind == "GeoProperty" or (old is not None and old.get("type") == "GeoProperty"):
+                regeo.append((pk, name, dataset))
+                bounds = geo_bounds(instance.get("value")) if kind == "GeoProperty" else None
+                if bounds is not None:
+                    geos.append((tenant, pk, name, dataset, *bounds))
+        for name, dataset, old in w.removed:
+            if _find(entity.get(name, ()), dataset) is not None:
+                continue  # removed, then written again by the same operation
+            unindexed.append((pk, name, dataset))
+            if old.get("type") == "GeoProperty":
+                regeo.append((pk, name, dataset))
+
+    def _write_partial(
+        self,
+        session: Session,
+        upserts: list[tuple[Any, ...]],
+        unindexed: list[tuple[Any, ...]],
+        regeo: list[tuple[Any, ...]],
+    ) -> None:
+        where = "entity_pk = {p} AND attr = {p} AND dataset_id = {p}"
+        if regeo:
+            if not self.postgres:
+                self._executemany(
+                    session,
+                    f"DELETE FROM context_geo_rtree WHERE id IN "  # noqa: S608 - fixed text
+                    f"(SELECT id FROM context_geo WHERE {where})",
+                    regeo,
+                )
+            self._executemany(session, f"DELETE FROM context_geo WHERE {where}", regeo)  # noqa: S608
+        if unindexed:
+            self._executemany(session, f"DELETE FROM context_attrs WHERE {where}", unindexed)  # noqa: S608
+        if upserts:
+            self._executemany(
+                session,
+                "INSERT INTO context_attrs (entity_pk, attr, dataset_id, tenant, kind, num, txt) "
+                "VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p}) "
+                "ON CONFLICT (entity_pk, attr, dataset_id) DO UPDATE SET "
+                "kind = excluded.kind, num = excluded.num, txt = excluded.txt",
+                upserts,
+            )
 
     def _write_geo(self, session: Session, geos: list[tuple[Any, ...]]) -> None:
         """The bbox rows, and on SQLite their R*Tree rows in one INSERT ... SELECT of the rows
@@ -986,6 +1081,146 @@ class ContextBroker:
 
         self._commit(tenant, build, changes=False)
         return result
+
+    def record(self, tenant: str, readings: list[Reading]) -> list[str]:
+        """Write device readings in one transaction; say per reading what was done.
+
+        A reading newer than the attribute's current `observedAt` becomes the current state
+        (and history); one with the same `observedAt` as a stored instance, current or in the
+        history, is a duplicate and is not written; an older one is written to the history only.
+        A missing entity is created from the first `seed` given for it; without one, its
+        readings are `no_entity`. Change events go out after the commit, as for any update."""
+        at = now_iso()
+        outcomes = [STORED] * len(readings)
+        with self._session() as session, _quiet_gc(len(readings) >= BULK):
+            existing = self._load(session, tenant, [r.entity_id for r in readings])
+            made = self._create_seeds(session, tenant, readings, existing, outcomes, at)
+            writes, late = self._apply_readings(readings, existing, outcomes)
+            self._sort_late(session, tenant, readings, late, outcomes)
+            if writes:
+                made += self._persist(session, tenant, writes, at)
+            self._write_history_only(session, tenant, readings, existing, outcomes, at)
+        self._publish(made)
+        return outcomes
+
+    def _create_seeds(
+        self,
+        session: Session,
+        tenant: str,
+        readings: list[Reading],
+        existing: dict[str, tuple[int, Entity]],
+        outcomes: list[str],
+        at: str,
+    ) -> list[Change]:
+        seeds: dict[str, Entity] = {}
+        for i, reading in enumerate(readings):
+            eid = reading.entity_id
+            if eid in existing or eid in seeds:
+                continue
+            if reading.seed is None:
+                outcomes[i] = NO_ENTITY
+                continue
+            seeds[eid] = reading.seed
+        if not seeds:
+            return []
+        writes = [_created(seed, None) for seed in seeds.values()]
+        made = self._persist(session, tenant, writes, at)
+        for write in writes:
+            entity = write.current
+            existing[entity["id"]] = (write.pk or 0, entity)
+        return made
+
+    def _apply_readings(
+        self,
+        readings: list[Reading],
+        existing: dict[str, tuple[int, Entity]],
+        outcomes: list[str],
+    ) -> tuple[list[_Write], list[int]]:
+        """The updates of the readings newer than the current state, in one write per entity;
+        and the readings older than it (`late`), which may be duplicates of history rows."""
+        writes: dict[str, _Write] = {}
+        seen: set[tuple[str, str, str, Any]] = set()
+        late: list[int] = []
+        for i, reading in enumerate(readings):
+            if outcomes[i] == NO_ENTITY:
+                continue
+            eid, name, instance = reading.entity_id, reading.attr, reading.instance
+            dataset = dataset_of(instance)
+            observed = parse_time(instance.get("observedAt"))
+            key = (eid, name, dataset, observed)
+            if observed is not None and key in seen:
+                outcomes[i] = DUPLICATE
+                continue
+            seen.add(key)
+            write = writes.get(eid)
+            if write is None:
+                pk, previous = existing[eid]
+                write = _Write(previous, _copy(previous), "update", [], [], pk, history=[])
+                writes[eid] = write
+            entity = write.entity or {}
+            current = _find(entity.get(name, ()), dataset)
+            current_time = parse_time(current.get("observedAt")) if current else None
+            if observed is not None and current_time is not None:
+                if observed == current_time:
+                    outcomes[i] = DUPLICATE
+                    continue
+                if observed < current_time:
+                    late.append(i)
+                    continue
+            if current is not None and current.get("createdAt"):
+                instance = {**instance, "createdAt": current["createdAt"]}
+            entity[name] = _put(entity.get(name, []), instance)
+            write.touched.append((name, dataset))
+            cast(list[tuple[str, str, Instance]], write.history).append((name, dataset, instance))
+        return [w for w in writes.values() if w.touched], late
+
+    def _sort_late(
+        self,
+        session: Session,
+        tenant: str,
+        readings: list[Reading],
+        late: list[int],
+        outcomes: list[str],
+    ) -> None:
+        """Late readings: a duplicate when the history holds that attribute at that time."""
+        for i in late:
+            reading = readings[i]
+            observed = parse_time(reading.instance.get("observedAt"))
+            found = session.execute(
+                select(_H.c.id)
+                .where(
+                    _H.c.tenant == tenant,
+                    _H.c.entity_id == reading.entity_id,
+                    _H.c.attr == reading.attr,
+                    _H.c.observed_at == observed,
+                    _H.c.dataset_id == dataset_of(reading.instance),
+                )
+                .limit(1)
+            ).first()
+            outcomes[i] = DUPLICATE if found else HISTORY_ONLY
+
+    def _write_history_only(
+        self,
+        session: Session,
+        tenant: str,
+        readings: list[Reading],
+        existing: dict[str, tuple[int, Entity]],
+        outcomes: list[str],
+        at: str,
+    ) -> None:
+        rows: list[tuple[Any, ...]] = []
+        at_db = self._time_param(_db_time(at))
+        for i, reading in enumerate(readings):
+            if outcomes[i] != HISTORY_ONLY:
+                continue
+            instance = {**reading.instance, "createdAt": at, "modifiedAt": at}
+            kind = instance.get("type", "Property")
+            num, txt = index_value(instance)
+            observed = self._time_param(parse_time(instance.get("observedAt")))
+            entity_type = existing[reading.entity_id][1].get("type") or [""]
+            key = (tenant, reading.entity_id, entity_type[0], reading.attr, dataset_of(instance))
+            rows.append((*key, kind, observed, at_db, False, num, txt, _dumps(instance)))
+        self._insert(session, "context_attr_instances", _HISTORY_COLUMNS, rows)
 
     # -- reads ---------------------------------------------------------------------------------
 

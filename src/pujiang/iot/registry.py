@@ -1,0 +1,163 @@
+"""Provisioned devices resolved for ingest: `(apikey, device_id) -> DeviceProfile`, cached.
+
+The cache is filled a batch at a time (one query for all the devices a batch names) and
+emptied by `invalidate()` after a provisioning change in this process, and every `ttl`
+seconds, so that a worker in another process sees provisioning changes within that time.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from sqlalchemy import select, tuple_
+
+from pujiang.iot.mapping import AttrMap, DeviceProfile, Instance, PayloadError, static_instance
+from pujiang.iot.models import IotDevice, IotService
+from pujiang.iot.units import converter
+from pujiang.platform.db import Database
+
+Key = tuple[str, str]  # (apikey, device_id)
+Expander = Callable[[str | None], Callable[[str], str]]  # @context URL -> expand(name)
+
+DEFAULT_TTL = 30.0
+CHUNK = 400
+
+
+def _unit_of(mapping: dict[str, Any]) -> str | None:
+    unit = mapping.get("unitCode")
+    if unit is None:
+        metadata = mapping.get("metadata") or {}
+        entry = metadata.get("unitCode")
+        unit = entry.get("value") if isinstance(entry, dict) else entry
+    return unit if isinstance(unit, str) and unit else None
+
+
+def attr_map(mapping: dict[str, Any], expand: Callable[[str], str]) -> AttrMap:
+    """One IoT Agent attribute mapping (`object_id`, `name`, `type`, unit) as an AttrMap."""
+    name = str(mapping["name"])
+    unit = _unit_of(mapping)
+    source = mapping.get("sourceUnit")
+    convert = converter(source, unit) if source and unit and source != unit else None
+    return AttrMap(
+        object_id=str(mapping.get("object_id") or name),
+        name=name,
+        iri=expand(name),
+        value_type=str(mapping.get("type") or "Property"),
+        unit_code=unit,
+        convert=convert,
+    )
+
+
+def _merged(group: list[dict[str, Any]], own: list[dict[str, Any]], key: str) -> list[Any]:
+    """The group's list with the device's entries added, the device's winning on `key`."""
+    mine = {entry.get(key) for entry in own}
+    return [entry for entry in group if entry.get(key) not in mine] + list(own)
+
+
+def build_profile(device: IotDevice, service: IotService, expand: Callable[[str], str]) -> Any:
+    mappings = _merged(service.attributes or [], device.attributes or [], "object_id")
+    attrs = {m.object_id: m for m in (attr_map(raw, expand) for raw in mappings)}
+    statics: dict[str, Instance] = {}
+    for raw in _merged(service.static_attributes or [], device.static_attributes or [], "name"):
+        static = attr_map(raw, expand)
+        statics[static.iri] = static_instance(static, raw.get("value"))
+    commands = _merged(service.commands or [], device.commands or [], "name")
+    return DeviceProfile(
+        pk=device.pk,
+        tenant=device.tenant,
+        device_id=device.device_id,
+        apikey=device.apikey,
+        entity_id=device.entity_id,
+        entity_type=device.entity_type,
+        type_iri=expand(device.entity_type),
+        transport=device.transport,
+        endpoint=device.endpoint,
+        commands=tuple(str(c["name"]) for c in commands),
+        expected_interval=device.expected_interval or service.expected_interval,
+        missed_intervals=device.missed_intervals,
+        explicit_attrs=bool(device.explicit_attrs or service.explicit_attrs),
+        attrs=attrs,
+        statics=statics,
+        expand=expand,
+    )
+
+
+class DeviceRegistry:
+    def __init__(self, db: Database, expander: Expander, ttl: float = DEFAULT_TTL) -> None:
+        self.db = db
+        self.expander = expander
+        self.ttl = ttl
+        self._profiles: dict[Key, DeviceProfile] = {}
+        self._groups: set[str] = set()  # API keys known to exist
+        self._filled_at = time.monotonic()
+        self._lock = threading.Lock()
+
+    def invalidate(self) -> None:
+        with self._lock:
+            self._profiles = {}
+            self._groups = set()
+            self._filled_at = time.monotonic()
+
+    def profile(self, apikey: str, device_id: str) -> DeviceProfile:
+        found = self.profiles([(apikey, device_id)]).get((apikey, device_id))
+        if isinstance(found, PayloadError):
+            raise found
+        if found is None:  # pragma: no cover - profiles() answers every key
+            raise PayloadError("unknown_device", "设备不存在 / unknown device")
+        return found
+
+    def profiles(self, keys: Iterable[Key]) -> dict[Key, DeviceProfile | PayloadError]:
+        """Every key's profile, or the PayloadError saying why there is none."""
+        if time.monotonic() - self._filled_at > self.ttl:
+            self.invalidate()
+        wanted = set(keys)
+        missing = [k for k in wanted if k not in self._profiles]
+        if missing:
+            self._fill(missing)
+        out: dict[Key, DeviceProfile | PayloadError] = {}
+        for key in wanted:
+            found = self._profiles.get(key)
+            out[key] = found if found is not None else self._why_missing(key)
+        return out
+
+    def _why_missing(self, key: Key) -> PayloadError:
+        apikey, device_id = key
+        if apikey not in self._groups:
+            return PayloadError(
+                "bad_apikey", f"API 密钥无效：{apikey!r} / unknown API key {apikey!r}"
+            )
+        return PayloadError(
+            "unknown_device",
+            f"设备 {device_id!r} 未注册（API 密钥 {apikey}）/ device {device_id!r} is not "
+            f"provisioned under API key {apikey}",
+        )
+
+    def _fill(self, keys: list[Key]) -> None:
+        apikeys = {k[0] for k in keys} - self._groups
+        with self.db.session() as session:
+            services = {
+                s.apikey: s
+                for s in session.scalars(select(IotService).where(IotService.apikey.in_(apikeys)))
+            }
+            for start in range(0, len(keys), CHUNK):
+                chunk = keys[start : start + CHUNK]
+                condition = tuple_(IotDevice.apikey, IotDevice.device_id).in_(chunk)
+                for device in session.scalars(select(IotDevice).where(condition)):
+                    service = (
+                        services.get(device.apikey)
+                        or session.scalars(
+                            select(IotService).where(IotService.apikey == device.apikey)
+                        ).first()
+                    )
+                    if service is None:
+                        continue
+                    services[device.apikey] = service
+                    expand = self.expander(service.ld_context)
+                    profile = build_profile(device, service, expand)
+                    with self._lock:
+                        self._profiles[(device.apikey, device.device_id)] = profile
+        with self._lock:
+            self._groups |= set(services)

@@ -1,0 +1,372 @@
+"""The one write path of device ingest: messages -> checked readings -> `ContextBroker.record`.
+
+`Ingestor.ingest` takes a batch of device messages from any transport (MQTT, HTTP, bulk),
+resolves each device, parses and converts its measures (`mapping.py`), and writes every
+accepted reading in one transaction per tenant through the broker, which keeps current state,
+history and subscriptions exactly as for an NGSI-LD update. A bad message is refused whole,
+with its reason counted for its device; it never stops the others. When `ingest` returns, what
+it reports stored is committed: transports acknowledge only then.
+
+Per-device counters and `last_seen` are kept in memory and written by `flush()` (the worker
+calls it every second; readers of device status call it first), so that the hot path does not
+update a device row per message.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import orjson
+from sqlalchemy import Table, bindparam, func, update
+
+from pujiang.context.service import DUPLICATE, NO_ENTITY, ContextBroker, Reading
+from pujiang.iot.mapping import (
+    TIME_KEY,
+    DeviceProfile,
+    PayloadError,
+    canonical_time,
+    convert,
+    measure_time,
+)
+from pujiang.iot.metrics import IngestMetrics, registry_of
+from pujiang.iot.models import IotDevice
+from pujiang.iot.registry import DeviceRegistry
+from pujiang.platform.db import Database
+from pujiang.platform.deps import AppContext
+
+log = logging.getLogger("pujiang.iot")
+
+EXTRA_KEY = "iot.ingestor"
+STORED, DUPLICATE_MESSAGE, REJECTED = "stored", "duplicate", "rejected"
+DEFAULT_MAX_MESSAGE_BYTES = 65_536
+
+
+@dataclass
+class Message:
+    """One device message as a transport received it."""
+
+    apikey: str
+    device_id: str
+    payload: Any  # bytes/str of JSON, or an already-parsed value
+    object_id: str | None = None  # `/attrs/{object_id}`: the payload is one bare value
+    observed_at: Any = None  # a bulk item's "t"; else the payload's TimeInstant; else receipt
+    transport: str = "http"  # "mqtt" | "http" | "bulk"
+    received_at: float = field(default_factory=time.time)
+
+
+@dataclass
+class Outcome:
+    status: str  # stored | duplicate | rejected
+    reason: str | None = None
+    detail: str | None = None
+
+
+@dataclass
+class IngestReport:
+    outcomes: list[Outcome]
+
+    def count(self, status: str) -> int:
+        return sum(1 for o in self.outcomes if o.status == status)
+
+    @property
+    def stored(self) -> int:
+        return self.count(STORED)
+
+    @property
+    def duplicates(self) -> int:
+        return self.count(DUPLICATE_MESSAGE)
+
+    @property
+    def rejected(self) -> int:
+        return self.count(REJECTED)
+
+
+@dataclass
+class DeviceCounters:
+    received: int = 0
+    stored: int = 0
+    rejected: int = 0
+    duplicates: int = 0
+    last_seen: datetime | None = None
+    last_error: str | None = None
+    last_error_at: datetime | None = None
+
+
+def _too_large(size: int, limit: int) -> PayloadError:
+    return PayloadError(
+        "too_large",
+        f"消息 {size} 字节，超过上限 {limit} 字节 / the message is {size} bytes, over the "
+        f"{limit}-byte limit",
+    )
+
+
+def parse_payload(message: Message, limit: int) -> Any:
+    payload = message.payload
+    if isinstance(payload, bytes | bytearray | memoryview | str):
+        size = len(payload)
+        if size > limit:
+            raise _too_large(size, limit)
+        try:
+            return orjson.loads(payload)
+        except orjson.JSONDecodeError as exc:
+            raise PayloadError(
+                "malformed_json", f"消息不是合法的 JSON：{exc} / the message is not valid JSON"
+            ) from exc
+    return payload
+
+
+def measures_of(message: Message, now: datetime, limit: int) -> tuple[dict[str, Any], str]:
+    """The message's measures (object_id -> value) and their time (canonical UTC)."""
+    value = parse_payload(message, limit)
+    if message.object_id is not None:
+        measures = {message.object_id: value}
+    elif isinstance(value, dict):
+        measures = value
+    else:
+        raise PayloadError(
+            "not_an_object",
+            '消息须为 JSON 对象，如 {"t": 21.5} / the message must be a JSON object such as '
+            '{"t": 21.5}',
+        )
+    moment = message.observed_at
+    if moment is None:
+        moment = measures.get(TIME_KEY)
+    if moment is None:
+        return measures, canonical_time(datetime.fromtimestamp(message.received_at, UTC))
+    return measures, measure_time(moment, now)
+
+
+class Ingestor:
+    def __init__(
+        self,
+        db: Database,
+        broker: ContextBroker,
+        registry: DeviceRegistry,
+        metrics: IngestMetrics,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    ) -> None:
+        self.db = db
+        self.broker = broker
+        self.registry = registry
+        self.metrics = metrics
+        self.max_message_bytes = max_message_bytes
+        self._counters: dict[int, DeviceCounters] = defaultdict(DeviceCounters)
+        self._counters_lock = threading.Lock()
+
+    # -- the write path ---------------------------------------------------------------------------
+
+    def ingest(self, messages: list[Message]) -> IngestReport:
+        started = time.perf_counter()
+        now = datetime.now(UTC)
+        outcomes: list[Outcome | None] = [None] * len(messages)
+        profiles = self.registry.profiles({(m.apikey, m.device_id) for m in messages})
+        readings: dict[str, list[Reading]] = defaultdict(list)
+        owners: dict[str, list[int]] = defaultdict(list)  # per reading, its message
+        device_of: list[DeviceProfile | None] = [None] * len(messages)
+        seeds: dict[int, dict[str, Any]] = {}
+        for i, message in enumerate(messages):
+            profile = profiles[(message.apikey, message.device_id)]
+            try:
+                if isinstance(profile, PayloadError):
+                    raise profile
+                device_of[i] = profile
+                measures, observed = measures_of(message, now, self.max_message_bytes)
+                pairs = convert(profile, measures, observed)
+            except PayloadError as exc:
+                outcomes[i] = Outcome(REJECTED, exc.reason, exc.detail)
+                continue
+            seed = seeds.get(profile.pk)
+            if seed is None:
+                seed = seeds[profile.pk] = profile.seed_entity()
+            tenant_readings, tenant_owners = readings[profile.tenant], owners[profile.tenant]
+            for iri, instance in pairs:
+                tenant_readings.append(Reading(profile.entity_id, iri, instance, seed))
+                tenant_owners.append(i)
+        for tenant, batch in readings.items():
+            self._settle(self.broker.record(tenant, batch), owners[tenant], outcomes)
+        report = IngestReport([o or Outcome(STORED) for o in outcomes])
+        self._count(messages, device_of, report, now)
+        self.metrics.batch.observe(time.perf_counter() - started)
+        return report
+
+    @staticmethod
+    def _settle(results: list[str], owners: list[int], outcomes: list[Outcome | None]) -> None:
+        """A message is stored if any of its readings was written, duplicate if none was."""
+        written: set[int] = set()
+        seen: set[int] = set()
+        for result, i in zip(results, owners, strict=True):
+            seen.add(i)
+            if result not in (DUPLICATE, NO_ENTITY):
+                written.add(i)
+        for i in seen:
+            outcomes[i] = Outcome(STORED) if i in written else Outcome(DUPLICATE_MESSAGE)
+
+    def write_attributes(self, profile: DeviceProfile, values: dict[str, Any]) -> None:
+        """Plain Property values on the device's entity (command status and info)."""
+        readings = [
+            Reading(
+                profile.entity_id,
+                profile.expand(name),
+                {"type": "Property", "value": value},
+                profile.seed_entity(),
+            )
+            for name, value in values.items()
+        ]
+        self.broker.record(profile.tenant, readings)
+
+    # -- counters ---------------------------------------------------------------------------------
+
+    def _count(
+        self,
+        messages: list[Message],
+        devices: list[DeviceProfile | None],
+        report: IngestReport,
+        now: datetime,
+    ) -> None:
+        done = time.time()
+        metrics = self.metrics
+        by_outcome: dict[tuple[str, str], int] = defaultdict(int)
+        with self._counters_lock:
+            for message, device, outcome in zip(messages, devices, report.outcomes, strict=True):
+                by_outcome[(message.transport, outcome.status)] += 1
+                if outcome.status == REJECTED:
+                    metrics.rejections.labels(outcome.reason or "unknown").inc()
+                    log.info(
+                        "rejected message from %s/%s: %s",
+                        message.apikey,
+                        message.device_id,
+                        outcome.detail,
+                    )
+                else:
+                    metrics.lag.observe(max(0.0, done - message.received_at))
+                if device is None:
+                    continue
+                counters = self._counters[device.pk]
+                counters.received += 1
+                counters.last_seen = now
+                if outcome.status == STORED:
+                    counters.stored += 1
+                elif outcome.status == DUPLICATE_MESSAGE:
+                    counters.duplicates += 1
+                else:
+                    counters.rejected += 1
+                    counters.last_error = (outcome.detail or outcome.reason or "")[:500]
+                    counters.last_error_at = now
+        for (transport, status), n in by_outcome.items():
+            metrics.received.labels(transport).inc(n)
+            metrics.messages.labels(transport, status).inc(n)
+
+    def pending_counters(self) -> dict[int, DeviceCounters]:
+        with self._counters_lock:
+            return dict(self._counters)
+
+    def flush(self) -> int:
+        """Add the counters kept since the last flush to the device rows; returns how many."""
+        with self._counters_lock:
+            pending, self._counters = self._counters, defaultdict(DeviceCounters)
+        if not pending:
+            return 0
+        rows = [
+            {
+                "b_pk": pk,
+                "b_received": c.received,
+                "b_stored": c.stored,
+                "b_rejected": c.rejected,
+                "b_duplicates": c.duplicates,
+                "b_last_seen": c.last_seen,
+                "b_last_error": c.last_error,
+                "b_last_error_at": c.last_error_at,
+            }
+            for pk, c in pending.items()
+        ]
+        try:
+            with self.db.session() as session:
+                session.execute(_FLUSH, rows)
+        except Exception:
+            with self._counters_lock:  # keep them for the next flush
+                for pk, c in pending.items():
+                    _add(self._counters[pk], c)
+            raise
+        return len(rows)
+
+
+def _add(into: DeviceCounters, more: DeviceCounters) -> None:
+    into.received += more.received
+    into.stored += more.stored
+    into.rejected += more.rejected
+    into.duplicates += more.duplicates
+    seen = [d for d in (into.last_seen, more.last_seen) if d is not None]
+    into.last_seen = max(seen) if seen else None
+    if more.last_error:
+        into.last_error, into.last_error_at = more.last_error, more.last_error_at
+
+
+def _flush_statement() -> Any:
+    c = _DEVICES.c
+
+    def keep(name: str, column: Any) -> Any:
+        return func.coalesce(bindparam(name, type_=column.type), column)
+
+    return (
+        update(_DEVICES)
+        .where(c.pk == bindparam("b_pk"))
+        .values(
+            received=c.received + bindparam("b_received"),
+            stored=c.stored + bindparam("b_stored"),
+            rejected=c.rejected + bindparam("b_rejected"),
+            duplicates=c.duplicates + bindparam("b_duplicates"),
+            last_seen=keep("b_last_seen", c.last_seen),
+            last_error=keep("b_last_error", c.last_error),
+            last_error_at=keep("b_last_error_at", c.last_error_at),
+        )
+    )
+
+
+_DEVICES = cast(Table, IotDevice.__table__)
+_FLUSH = _flush_statement()
+
+
+# -- one per application ------------------------------------------------------------------------
+
+_create_lock = threading.Lock()
+
+
+def ingestor_of(context: AppContext) -> Ingestor:
+    found = context.extras.get(EXTRA_KEY)
+    if found is not None:
+        return found  # type: ignore[no-any-return]
+    with _create_lock:
+        found = context.extras.get(EXTRA_KEY)
+        if found is None:
+            found = _build(context)
+            context.extras[EXTRA_KEY] = found
+    return found
+
+
+def _build(context: AppContext) -> Ingestor:
+    from pujiang.context.ngsild import broker_of, processor_of
+
+    processor = processor_of(context)
+
+    def expander(url: str | None) -> Any:
+        if not url:
+            return processor.core.expand
+        try:
+            return processor.active(url).expand
+        except Exception:  # an unavailable @context: the names stay in the default vocabulary
+            log.warning("service group @context %s is not available; using the core", url)
+            return processor.core.expand
+
+    return Ingestor(
+        context.db,
+        broker_of(context),
+        DeviceRegistry(context.db, expander),
+        IngestMetrics(registry_of(context)),
+        context.settings.ingest_max_message_bytes,
+    )
