@@ -18,8 +18,13 @@ WEATHER_ATTRS = [
     {"object_id": "on", "name": "powerState", "type": "Boolean"},
     {"object_id": "s", "name": "status", "type": "Text"},
     {"object_id": "loc", "name": "location", "type": "geo:point"},
-    {"object_id": "f", "name": "temperatureF", "type": "Number", "sourceUnit": "FAH",
-     "unitCode": "CEL"},
+    {
+        "object_id": "f",
+        "name": "temperatureF",
+        "type": "Number",
+        "sourceUnit": "FAH",
+        "unitCode": "CEL",
+    },
 ]
 
 

@@ -48,7 +48,7 @@ class IotDevice(Base):
     __tablename__ = "iot_devices"
     __table_args__ = (
         Index("ix_iot_devices_apikey_device", "apikey", "device_id", unique=True),
-        Index("ix_iot_devices_tenant_device", "tenant", "device_id"),
+        Index("ix_iot_devices_tenant_device", "tenant", "device_id", unique=True),
         Index("ix_iot_devices_status", "online", "last_seen"),
     )
 

@@ -121,25 +121,42 @@ def parse_payload(message: Message, limit: int) -> Any:
     return payload
 
 
-def measures_of(message: Message, now: datetime, limit: int) -> tuple[dict[str, Any], str]:
-    """The message's measures (object_id -> value) and their time (canonical UTC)."""
+MAX_GROUPS = 1000  # measure groups in one array message
+
+
+def _group_time(message: Message, measures: dict[str, Any], now: datetime) -> str:
+    moment = message.observed_at if message.observed_at is not None else measures.get(TIME_KEY)
+    if moment is None:
+        return canonical_time(datetime.fromtimestamp(message.received_at, UTC))
+    return measure_time(moment, now)
+
+
+def measures_of(message: Message, now: datetime, limit: int) -> list[tuple[dict[str, Any], str]]:
+    """The message's measure groups (object_id -> value) with their times (canonical UTC).
+
+    A message is one object of measures, or (IoT Agent JSON multi-measure) an array of such
+    objects, each with its own `TimeInstant`: a device sending several readings at once."""
     value = parse_payload(message, limit)
     if message.object_id is not None:
-        measures = {message.object_id: value}
+        groups: list[Any] = [{message.object_id: value}]
     elif isinstance(value, dict):
-        measures = value
+        groups = [value]
+    elif isinstance(value, list) and value and len(value) <= MAX_GROUPS:
+        groups = value
     else:
         raise PayloadError(
             "not_an_object",
-            '消息须为 JSON 对象，如 {"t": 21.5} / the message must be a JSON object such as '
-            '{"t": 21.5}',
+            '消息须为 JSON 对象（如 {"t": 21.5}）或对象数组 / the message must be a JSON object '
+            'such as {"t": 21.5}, or an array of such objects',
         )
-    moment = message.observed_at
-    if moment is None:
-        moment = measures.get(TIME_KEY)
-    if moment is None:
-        return measures, canonical_time(datetime.fromtimestamp(message.received_at, UTC))
-    return measures, measure_time(moment, now)
+    out = []
+    for group in groups:
+        if not isinstance(group, dict):
+            raise PayloadError(
+                "not_an_object", "数组中的每一项须为 JSON 对象 / each array item must be an object"
+            )
+        out.append((group, _group_time(message, group, now)))
+    return out
 
 
 class Ingestor:
@@ -176,8 +193,11 @@ class Ingestor:
                 if isinstance(profile, PayloadError):
                     raise profile
                 device_of[i] = profile
-                measures, observed = measures_of(message, now, self.max_message_bytes)
-                pairs = convert(profile, measures, observed)
+                pairs = [
+                    pair
+                    for measures, observed in measures_of(message, now, self.max_message_bytes)
+                    for pair in convert(profile, measures, observed)
+                ]
             except PayloadError as exc:
                 outcomes[i] = Outcome(REJECTED, exc.reason, exc.detail)
                 continue

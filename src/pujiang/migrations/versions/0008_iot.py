@@ -52,7 +52,7 @@ def upgrade() -> None:
     with op.batch_alter_table("iot_devices", schema=None) as batch_op:
         batch_op.create_index("ix_iot_devices_apikey_device", ["apikey", "device_id"], unique=True)
         batch_op.create_index("ix_iot_devices_status", ["online", "last_seen"], unique=False)
-        batch_op.create_index("ix_iot_devices_tenant_device", ["tenant", "device_id"], unique=False)
+        batch_op.create_index("ix_iot_devices_tenant_device", ["tenant", "device_id"], unique=True)
 
     op.create_table(
         "iot_services",
