@@ -171,3 +171,36 @@ def test_device_traffic_is_not_in_the_audit_log(
     client.post("/iot/bulk?k=hk", json=[{"i": "h2", "m": {"t": 1}}])
     with context.db.session() as session:
         assert session.scalar(select(func.count()).select_from(AuditEntry)) == before
+
+
+def test_a_device_reading_fires_an_ngsi_ld_subscription(
+    client: TestClient,
+    context: AppContext,
+    devices: dict[str, Any],
+    login: Callable[..., dict[str, str]],
+) -> None:
+    from tests.context.test_subscriptions import Receiver, fast_runtime
+
+    receiver = Receiver()
+    runtime = fast_runtime(context)
+    runtime.dispatcher.start()
+    try:
+        steward = login("steward", "data_steward")
+        subscription = {
+            "type": "Subscription",
+            "entities": [{"type": "WeatherObserved"}],
+            "watchedAttributes": ["temperature"],
+            "q": "temperature>30",
+            "notification": {"endpoint": {"uri": receiver.url}, "format": "keyValues"},
+        }
+        created = client.post("/ngsi-ld/v1/subscriptions", json=subscription, headers=steward)
+        assert created.status_code == 201, created.text
+        client.post("/iot/json?k=hk&i=h1", content=b'{"t": 20}')  # q not met: no notification
+        client.post("/iot/json?k=hk&i=h2", content=b'{"t": 35.5}')
+        [notification] = receiver.wait(1)
+        [data] = notification.body["data"]
+        assert data["id"] == "urn:ngsi-ld:WeatherObserved:h2"
+        assert data["temperature"] == 35.5
+    finally:
+        runtime.dispatcher.stop()
+        receiver.close()

@@ -346,7 +346,7 @@ def ensure_spatial_index(connection: Connection) -> None:
 
 
 @contextmanager
-def _quiet_gc(batch: bool) -> Iterator[None]:
+def quiet_gc(batch: bool) -> Iterator[None]:
     """Pause the cyclic garbage collector while a batch builds its rows.
 
     A batch allocates several small containers per instance that live until the commit; the
@@ -809,7 +809,7 @@ class ContextBroker:
         """Build and persist the writes in one transaction, then publish. With `changes` false
         (batch callers that ignore the result) the list is only built for the bus."""
         at = now_iso()
-        with self._session() as session, _quiet_gc(not changes):
+        with self._session() as session, quiet_gc(not changes):
             writes = build(session)
             if len(writes) >= BULK:
                 # Large batches: a page cache big enough for the index B-trees they touch.
@@ -1092,10 +1092,10 @@ class ContextBroker:
         readings are `no_entity`. Change events go out after the commit, as for any update."""
         at = now_iso()
         outcomes = [STORED] * len(readings)
-        with self._session() as session, _quiet_gc(len(readings) >= BULK):
+        with self._session() as session, quiet_gc(len(readings) >= BULK):
             existing = self._load(session, tenant, [r.entity_id for r in readings])
             made = self._create_seeds(session, tenant, readings, existing, outcomes, at)
-            writes, late = self._apply_readings(readings, existing, outcomes)
+            writes, late = self._apply_readings(readings, existing, outcomes, at)
             self._sort_late(session, tenant, readings, late, outcomes)
             if writes:
                 made += self._persist(session, tenant, writes, at)
@@ -1135,6 +1135,7 @@ class ContextBroker:
         readings: list[Reading],
         existing: dict[str, tuple[int, Entity]],
         outcomes: list[str],
+        at: str,
     ) -> tuple[list[_Write], list[int]]:
         """The updates of the readings newer than the current state, in one write per entity;
         and the readings older than it (`late`), which may be duplicates of history rows."""
@@ -1167,8 +1168,8 @@ class ContextBroker:
                 if observed < current_time:
                     late.append(i)
                     continue
-            if current is not None and current.get("createdAt"):
-                instance = {**instance, "createdAt": current["createdAt"]}
+            created = current.get("createdAt") if current is not None else None
+            instance = {**instance, "createdAt": created or at, "modifiedAt": at}
             entity[name] = _put(entity.get(name, []), instance)
             write.touched.append((name, dataset))
             cast(list[tuple[str, str, Instance]], write.history).append((name, dataset, instance))
@@ -1664,8 +1665,9 @@ def _stamp(write: _Write, at: str) -> None:
                 ]
         return
     touched = set(write.touched)
-    for name, instances in entity.items():
-        if name in ENTITY_KEYS:
+    for name in {t[0] for t in touched}:
+        instances = entity.get(name)
+        if not instances or name in ENTITY_KEYS:
             continue
         entity[name] = [
             {**i, "createdAt": i.get("createdAt") or at, "modifiedAt": at}

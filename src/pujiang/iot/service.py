@@ -25,7 +25,7 @@ from typing import Any, cast
 import orjson
 from sqlalchemy import Table, bindparam, func, update
 
-from pujiang.context.service import DUPLICATE, NO_ENTITY, ContextBroker, Reading
+from pujiang.context.service import DUPLICATE, NO_ENTITY, ContextBroker, Reading, quiet_gc
 from pujiang.iot.mapping import (
     TIME_KEY,
     DeviceProfile,
@@ -122,6 +122,7 @@ def parse_payload(message: Message, limit: int) -> Any:
 
 
 MAX_GROUPS = 1000  # measure groups in one array message
+GC_PAUSE_FROM = 100  # messages in a batch
 
 
 def _group_time(message: Message, measures: dict[str, Any], now: datetime) -> str:
@@ -179,6 +180,12 @@ class Ingestor:
     # -- the write path ---------------------------------------------------------------------------
 
     def ingest(self, messages: list[Message]) -> IngestReport:
+        # A batch allocates several objects per reading that live until its commit: the
+        # collector would walk them and every cached device profile again and again.
+        with quiet_gc(len(messages) >= GC_PAUSE_FROM):
+            return self._ingest(messages)
+
+    def _ingest(self, messages: list[Message]) -> IngestReport:
         started = time.perf_counter()
         now = datetime.now(UTC)
         outcomes: list[Outcome | None] = [None] * len(messages)
