@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from pujiang.iot.models import IotDevice
+from pujiang.iot.provisioning import flush_counters
 from pujiang.iot.service import Message, ingestor_of
 from pujiang.iot.status import check_liveness, periodic_liveness
 from pujiang.platform.db import utcnow
@@ -137,36 +138,35 @@ def test_events_carry_the_tenant(
     assert events[0][1]["device_id"] == "n1"
 
 
-def test_a_newer_message_wins_over_a_stale_reading(
-    client: TestClient,
-    writer: Headers,
-    context: AppContext,
-    events: Events,
-    monkeypatch: pytest.MonkeyPatch,
+def test_a_device_heard_again_stays_online(
+    client: TestClient, writer: Headers, context: AppContext, events: Events
 ) -> None:
-    """The offline flip is conditional on the last_seen the check read: a device heard in
-    between is not marked offline."""
+    """Offline is decided on the newest message: a device heard again in time stays online."""
     add_groups(client, writer, group())
     add_devices(client, writer, {"device_id": "aq-1", "expected_interval": 60})
-    heard = hear(context, "aq-1")
-    check_liveness(context, heard)
-    old = heard - timedelta(hours=1)
-    with context.db.session() as session:
-        session.execute(update(IotDevice).values(last_seen=old))
-    # A check at a time when the device looks silent, but its row changed under it: simulate
-    # by moving last_seen on after reading — the conditional update must not apply.
-    from pujiang.iot import status
-
-    real_flip = status._flip
-
-    def racing_flip(session: Any, device: Any, alive: bool) -> bool:
-        session.execute(update(IotDevice).values(last_seen=heard))
-        return real_flip(session, device, alive)
-
-    monkeypatch.setattr(status, "_flip", racing_flip)
-    assert check_liveness(context, heard + timedelta(seconds=1)) == []
-    assert row(context, "aq-1").online is True
+    first = hear(context, "aq-1")
+    check_liveness(context, first)
+    again = hear(context, "aq-1")  # its offline time moves on with it
+    flush_counters(context)
+    assert row(context, "aq-1").offline_after > again + timedelta(seconds=179)
+    assert check_liveness(context, again + timedelta(seconds=179)) == []
     assert [topic for topic, _ in events] == ["iot.device.online"]
+
+
+def test_several_checkers_announce_each_change_once(
+    client: TestClient, writer: Headers, context: AppContext, events: Events
+) -> None:
+    add_groups(client, writer, group())
+    add_devices(
+        client, writer, *({"device_id": f"aq-{n}", "expected_interval": 60} for n in range(5))
+    )
+    heard = min(hear(context, f"aq-{n}") for n in range(5))
+    late = heard + timedelta(minutes=10)
+    check_liveness(context, heard)
+    results = [check_liveness(context, late) for _ in range(3)]
+    assert sorted(results[0]) == [(f"aq-{n}", False) for n in range(5)]
+    assert results[1:] == [[], []]
+    assert [t for t, _ in events].count("iot.device.offline") == 5
 
 
 def test_naive_time_is_refused(context: AppContext) -> None:

@@ -1097,11 +1097,61 @@ class ContextBroker:
             made = self._create_seeds(session, tenant, readings, existing, outcomes, at)
             writes, late = self._apply_readings(readings, existing, outcomes, at)
             self._sort_late(session, tenant, readings, late, outcomes)
-            if writes:
-                made += self._persist(session, tenant, writes, at)
+            lean = [w for w in writes if _plain_readings(w)]
+            other = [w for w in writes if not _plain_readings(w)]
+            if lean:
+                made += self._persist_readings(session, tenant, lean, at)
+            if other:
+                made += self._persist(session, tenant, other, at)
             self._write_history_only(session, tenant, readings, existing, outcomes, at)
         self._publish(made)
         return outcomes
+
+    def _persist_readings(
+        self, session: Session, tenant: str, writes: list[_Write], at: str
+    ) -> list[Change]:
+        """The hot path of `record`: plain readings (no GeoProperty, no datasetId) on existing
+        entities. Writes exactly what `_persist` would for these updates (document, index rows
+        of the touched attributes, one history row per reading) with no generic bookkeeping:
+        the instances were stamped by `_apply_readings`, the types do not change."""
+        at_db = self._time_param(_db_time(at))
+        docs: list[tuple[Any, ...]] = []
+        attrs: list[tuple[Any, ...]] = []
+        history: list[tuple[Any, ...]] = []
+        observed = self._observed_param
+        for w in writes:
+            entity, pk = w.entity or {}, w.pk
+            entity["modifiedAt"] = at
+            entity_id = entity["id"]
+            entity_type = entity["type"][0] if entity["type"] else ""
+            docs.append((_dumps(entity), at_db, pk))
+            for name in dict.fromkeys(t[0] for t in w.touched):
+                instance = entity[name][0]
+                num, txt = index_value(instance)
+                attrs.append((pk, name, "", tenant, instance.get("type", "Property"), num, txt))
+            for name, _dataset, instance in w.history or ():
+                num, txt = index_value(instance)
+                kind, moment = instance.get("type", "Property"), instance.get("observedAt")
+                key = (tenant, entity_id, entity_type, name, "", kind)
+                history.append((*key, observed(moment), at_db, False, num, txt, _dumps(instance)))
+        self._executemany(
+            session,
+            "UPDATE context_entities SET doc = {p}, modified_at = {p} WHERE pk = {p}",
+            docs,
+        )
+        self._write_partial(session, attrs, [], [])
+        self._insert(session, "context_attr_instances", _HISTORY_COLUMNS, history)
+        if self.bus is None:
+            return []
+        return [_change(tenant, w, at) for w in writes]
+
+    def _observed_param(self, value: Any) -> Any:
+        """An observedAt text as the driver stores it; canonical texts without parsing."""
+        if not isinstance(value, str):
+            return None
+        if not self.postgres and _CANONICAL_TIME.fullmatch(value):
+            return f"{value[:10]} {value[11:23]}000"
+        return self._time_param(parse_time(value))
 
     def _create_seeds(
         self,
@@ -1147,7 +1197,7 @@ class ContextBroker:
                 continue
             eid, name, instance = reading.entity_id, reading.attr, reading.instance
             dataset = dataset_of(instance)
-            observed = parse_time(instance.get("observedAt"))
+            observed = _time_key(instance.get("observedAt"))
             key = (eid, name, dataset, observed)
             if observed is not None and key in seen:
                 outcomes[i] = DUPLICATE
@@ -1160,7 +1210,7 @@ class ContextBroker:
                 writes[eid] = write
             entity = write.entity or {}
             current = _find(entity.get(name, ()), dataset)
-            current_time = parse_time(current.get("observedAt")) if current else None
+            current_time = _time_key(current.get("observedAt")) if current else None
             if observed is not None and current_time is not None:
                 if observed == current_time:
                     outcomes[i] = DUPLICATE
@@ -1170,7 +1220,11 @@ class ContextBroker:
                     continue
             created = current.get("createdAt") if current is not None else None
             instance = {**instance, "createdAt": created or at, "modifiedAt": at}
-            entity[name] = _put(entity.get(name, []), instance)
+            old = entity.get(name)
+            if dataset == "" and (not old or (len(old) == 1 and old[0] is current)):
+                entity[name] = [instance]  # the usual case: one default instance
+            else:
+                entity[name] = _put(old or [], instance)
             write.touched.append((name, dataset))
             cast(list[tuple[str, str, Instance]], write.history).append((name, dataset, instance))
         return [w for w in writes.values() if w.touched], late
@@ -1467,6 +1521,35 @@ class ContextBroker:
 
 
 # -- building writes ------------------------------------------------------------------------------
+
+
+_CANONICAL_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
+
+
+def _time_key(value: Any) -> str | None:
+    """An observedAt as canonical UTC text (which sorts as time), or None if it is not one.
+    Device readings arrive canonical; anything else is parsed."""
+    if not isinstance(value, str):
+        return None
+    if _CANONICAL_TIME.fullmatch(value):
+        return value
+    parsed = parse_time(value)
+    return None if parsed is None else _iso(parsed)
+
+
+def _plain_readings(write: _Write) -> bool:
+    """Readings `_persist_readings` can write: default instances, no GeoProperty, before or
+    after, and the attribute holding that one instance."""
+    entity, previous = write.entity or {}, write.previous or {}
+    for name, dataset in write.touched:
+        if dataset or len(entity.get(name, ())) != 1:
+            return False
+        if entity[name][0].get("type") == "GeoProperty":
+            return False
+        old = previous.get(name)
+        if old and (len(old) != 1 or old[0].get("type") == "GeoProperty"):
+            return False
+    return True
 
 
 def _copy(entity: Entity) -> Entity:

@@ -77,6 +77,13 @@ class DeviceProfile:
     statics: dict[str, Instance] = field(default_factory=dict)  # IRI -> instance
     expand: Callable[[str], str] = str  # short attribute name -> IRI (the group's @context)
 
+    @property
+    def silent_after(self) -> timedelta | None:
+        """How long without a message before the device counts as offline."""
+        if not self.expected_interval:
+            return None
+        return timedelta(seconds=self.expected_interval * self.missed_intervals)
+
     def seed_entity(self) -> dict[str, Any]:
         """The entity to create when the first measure arrives: id, type, static attributes."""
         entity: dict[str, Any] = {"id": self.entity_id, "type": [self.type_iri]}

@@ -49,7 +49,7 @@ class IotDevice(Base):
     __table_args__ = (
         Index("ix_iot_devices_apikey_device", "apikey", "device_id", unique=True),
         Index("ix_iot_devices_tenant_device", "tenant", "device_id", unique=True),
-        Index("ix_iot_devices_status", "online", "last_seen"),
+        Index("ix_iot_devices_liveness", "online", "offline_after"),
     )
 
     pk: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
@@ -70,6 +70,9 @@ class IotDevice(Base):
     # Offline after this many expected intervals without a message.
     missed_intervals: Mapped[int] = mapped_column(Integer, default=3)
     last_seen: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    # last_seen + missed_intervals × expected_interval, written with last_seen: liveness finds
+    # the devices gone silent with one indexed comparison. None: nothing expected of it.
+    offline_after: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     online: Mapped[bool | None] = mapped_column(Boolean, nullable=True)  # None: never heard
     received: Mapped[int] = mapped_column(BigInteger, default=0)
     stored: Mapped[int] = mapped_column(BigInteger, default=0)

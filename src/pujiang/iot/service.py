@@ -19,7 +19,7 @@ import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import orjson
@@ -96,6 +96,13 @@ class DeviceCounters:
     last_seen: datetime | None = None
     last_error: str | None = None
     last_error_at: datetime | None = None
+    silent_after: timedelta | None = None  # missed_intervals × expected_interval
+
+    @property
+    def offline_after(self) -> datetime | None:
+        if self.last_seen is None or self.silent_after is None:
+            return None
+        return self.last_seen + self.silent_after
 
 
 def _too_large(size: int, limit: int) -> PayloadError:
@@ -277,6 +284,7 @@ class Ingestor:
                 counters = self._counters[device.pk]
                 counters.received += 1
                 counters.last_seen = now
+                counters.silent_after = device.silent_after
                 if outcome.status == STORED:
                     counters.stored += 1
                 elif outcome.status == DUPLICATE_MESSAGE:
@@ -309,6 +317,7 @@ class Ingestor:
                 "b_last_seen": c.last_seen,
                 "b_last_error": c.last_error,
                 "b_last_error_at": c.last_error_at,
+                "b_offline_after": c.offline_after,
             }
             for pk, c in pending.items()
         ]
@@ -330,6 +339,7 @@ def _add(into: DeviceCounters, more: DeviceCounters) -> None:
     into.duplicates += more.duplicates
     seen = [d for d in (into.last_seen, more.last_seen) if d is not None]
     into.last_seen = max(seen) if seen else None
+    into.silent_after = more.silent_after or into.silent_after
     if more.last_error:
         into.last_error, into.last_error_at = more.last_error, more.last_error_at
 
@@ -351,6 +361,7 @@ def _flush_statement() -> Any:
             last_seen=keep("b_last_seen", c.last_seen),
             last_error=keep("b_last_error", c.last_error),
             last_error_at=keep("b_last_error_at", c.last_error_at),
+            offline_after=bindparam("b_offline_after", type_=c.offline_after.type),
         )
     )
 

@@ -3,9 +3,11 @@
 The ingest path only records when a device was last heard from (`last_seen`); the `online`
 flag is changed here alone, so each change is seen once and announced once on the bus:
 `iot.device.offline` when a device falls silent, `iot.device.online` when it is heard again
-(or for the first time). A device's `expected_interval` falls back to its group's; a device
-with neither never goes offline. Several workers may check at once: each flip is a
-conditional update, and only the worker whose update took effect publishes the event.
+(or for the first time). The ingest path writes `offline_after` (last_seen + missed_intervals ×
+the device's or its group's `expected_interval`) with `last_seen`; a device with no interval
+never goes offline. A check is two set-based conditional updates, so its cost does not grow
+with the devices that did not change, and of several workers checking at once only the one
+whose update took effect publishes the event.
 """
 
 from __future__ import annotations
@@ -14,14 +16,13 @@ import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import and_, or_, update
 from sqlalchemy.orm import Session
 
-from pujiang.iot.models import IotDevice, IotService
+from pujiang.iot.models import IotDevice
 from pujiang.iot.provisioning import flush_counters
 from pujiang.platform.db import utcnow
 from pujiang.platform.deps import AppContext
@@ -33,75 +34,39 @@ ONLINE_TOPIC = "iot.device.online"
 STOP_WAIT_SECONDS = 10.0
 
 
-@dataclass(frozen=True)
-class _Seen:
-    """What a check needs of one device."""
-
-    pk: int
-    tenant: str
-    device_id: str
-    entity_id: str
-    entity_type: str
-    online: bool | None
-    last_seen: datetime
-    interval: int | None
-    missed_intervals: int
-
-    def alive_at(self, now: datetime) -> bool:
-        if self.interval is None:
-            return True  # nothing expected of it: heard once, online until removed
-        return now - self.last_seen <= timedelta(seconds=self.interval * self.missed_intervals)
+_RETURNED = (
+    IotDevice.tenant,
+    IotDevice.device_id,
+    IotDevice.entity_id,
+    IotDevice.entity_type,
+    IotDevice.last_seen,
+)
 
 
-def _candidates(session: Session) -> list[_Seen]:
-    """Devices heard from that could change: not yet online, or online with an interval."""
-    interval = func.coalesce(IotDevice.expected_interval, IotService.expected_interval)
-    rows = session.execute(
-        select(
-            IotDevice.pk,
-            IotDevice.tenant,
-            IotDevice.device_id,
-            IotDevice.entity_id,
-            IotDevice.entity_type,
-            IotDevice.online,
-            IotDevice.last_seen,
-            interval,
-            IotDevice.missed_intervals,
-        )
-        .outerjoin(IotService, IotService.apikey == IotDevice.apikey)
-        .where(
+def _flip(session: Session, alive: bool, now: datetime) -> list[Any]:
+    """Set `online` on every device whose last message says it changed; return those rows.
+
+    One conditional UPDATE each way: a row flips only from the other state, so of several
+    checkers running at once exactly one sees (and announces) each change."""
+    if alive:
+        condition = and_(
+            or_(IotDevice.online.is_(None), IotDevice.online.is_(False)),
             IotDevice.last_seen.is_not(None),
-            or_(IotDevice.online.is_not(True), interval.is_not(None)),
+            or_(IotDevice.offline_after.is_(None), IotDevice.offline_after >= now),
         )
-    )
-    return [
-        _Seen(pk, tenant, device_id, entity_id, entity_type, online, seen, every, missed)
-        for pk, tenant, device_id, entity_id, entity_type, online, seen, every, missed in rows
-        if seen is not None  # the query's condition; narrows the type
-    ]
+    else:
+        condition = and_(IotDevice.online.is_(True), IotDevice.offline_after < now)
+    statement = update(IotDevice).where(condition).values(online=alive).returning(*_RETURNED)
+    return list(session.execute(statement.execution_options(synchronize_session=False)))
 
 
-def _flip(session: Session, device: _Seen, alive: bool) -> bool:
-    """Set `online`, unless another checker did, or a newer message arrived, since we read."""
-    result = session.execute(
-        update(IotDevice)
-        .where(
-            IotDevice.pk == device.pk,
-            IotDevice.last_seen == device.last_seen,
-            or_(IotDevice.online.is_(None), IotDevice.online.is_not(alive)),
-        )
-        .values(online=alive)
-    )
-    return bool(getattr(result, "rowcount", 0))
-
-
-def _event(device: _Seen, now: datetime) -> dict[str, Any]:
+def _event(row: Any, now: datetime) -> dict[str, Any]:
     return {
-        "tenant": device.tenant,
-        "device_id": device.device_id,
-        "entity_id": device.entity_id,
-        "entity_type": device.entity_type,
-        "last_seen": _iso(device.last_seen),
+        "tenant": row.tenant,
+        "device_id": row.device_id,
+        "entity_id": row.entity_id,
+        "entity_type": row.entity_type,
+        "last_seen": _iso(row.last_seen),
         "at": _iso(now),
     }
 
@@ -121,12 +86,10 @@ def check_liveness(context: AppContext, now: datetime | None = None) -> list[tup
     events: list[tuple[str, dict[str, Any]]] = []
     changes: list[tuple[str, bool]] = []
     with context.db.session() as session:
-        for device in _candidates(session):
-            alive = device.alive_at(moment)
-            if device.online is alive or not _flip(session, device, alive):
-                continue
-            changes.append((device.device_id, alive))
-            events.append((ONLINE_TOPIC if alive else OFFLINE_TOPIC, _event(device, moment)))
+        for alive, topic in ((False, OFFLINE_TOPIC), (True, ONLINE_TOPIC)):
+            for row in sorted(_flip(session, alive, moment), key=lambda r: r.device_id):
+                changes.append((row.device_id, alive))
+                events.append((topic, _event(row, moment)))
     # Published after commit, as the bus requires.
     for topic, payload in events:
         context.bus.publish(topic, payload)

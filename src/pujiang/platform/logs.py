@@ -55,3 +55,6 @@ def configure_logging(level: str = "INFO", *, json_lines: bool = True) -> None:
         logging.getLogger(name).propagate = True
     # Our middleware logs each request with its id; uvicorn's access line would repeat it.
     logging.getLogger("uvicorn.access").disabled = True
+    # httpx logs every request it sends at INFO (webhooks, the demo's simulated devices):
+    # the receiving side already logs them.
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, root.level))

@@ -38,6 +38,7 @@ def upgrade() -> None:
         sa.Column("expected_interval", sa.Integer(), nullable=True),
         sa.Column("missed_intervals", sa.Integer(), nullable=False),
         sa.Column("last_seen", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("offline_after", sa.DateTime(timezone=True), nullable=True),
         sa.Column("online", sa.Boolean(), nullable=True),
         sa.Column("received", sa.BigInteger(), nullable=False),
         sa.Column("stored", sa.BigInteger(), nullable=False),
@@ -51,7 +52,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("iot_devices", schema=None) as batch_op:
         batch_op.create_index("ix_iot_devices_apikey_device", ["apikey", "device_id"], unique=True)
-        batch_op.create_index("ix_iot_devices_status", ["online", "last_seen"], unique=False)
+        batch_op.create_index("ix_iot_devices_liveness", ["online", "offline_after"], unique=False)
         batch_op.create_index("ix_iot_devices_tenant_device", ["tenant", "device_id"], unique=True)
 
     op.create_table(
@@ -117,7 +118,7 @@ def downgrade() -> None:
     op.drop_table("iot_services")
     with op.batch_alter_table("iot_devices", schema=None) as batch_op:
         batch_op.drop_index("ix_iot_devices_tenant_device")
-        batch_op.drop_index("ix_iot_devices_status")
+        batch_op.drop_index("ix_iot_devices_liveness")
         batch_op.drop_index("ix_iot_devices_apikey_device")
 
     op.drop_table("iot_devices")
