@@ -295,19 +295,32 @@ def http_rate(
 
 
 def mqtt_messages(observations: list[dict[str, Any]], per_message: int) -> list[tuple[str, bytes]]:
-    """(topic, payload) pairs: `per_message` consecutive observations of one device a message
-    (IoT Agent JSON multi-measure array), or one bare object when it is 1."""
+    """(topic, payload) pairs as a fleet publishes them: every device in time order, the
+    devices interleaved. `per_message` consecutive observations of one device go in one
+    message (IoT Agent JSON multi-measure array), or one bare object when it is 1."""
     by_device: dict[str, list[dict[str, Any]]] = {}
     for o in observations:
         by_device.setdefault(o["i"], []).append({**o["m"], "TimeInstant": o["t"]})
-    out = []
+    rounds: list[list[tuple[str, bytes]]] = []
     for device, groups in by_device.items():
         topic = f"/{APIKEY}/{device}/attrs"
-        for start in range(0, len(groups), per_message):
+        for n, start in enumerate(range(0, len(groups), per_message)):
             chunk = groups[start : start + per_message]
-            out.append((topic, orjson.dumps(chunk if per_message > 1 else chunk[0])))
-    random.Random(3).shuffle(out)
-    return out
+            payload = orjson.dumps(chunk if per_message > 1 else chunk[0])
+            if n == len(rounds):
+                rounds.append([])
+            rounds[n].append((topic, payload))
+    return [message for messages in rounds for message in messages]
+
+
+def end_session(host: str, port: int, client_id: str) -> None:
+    """Drop the worker's persistent session, so the broker keeps nothing for it."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True)
+    client.connect(host, port)
+    client.disconnect()
 
 
 def mqtt_rate(
@@ -320,7 +333,7 @@ def mqtt_rate(
     host, _, port = broker.split("://", 1)[1].partition(":")
     client_id = f"bench-ingest-{os.getpid()}-{time.time_ns()}"
     worker = subprocess.Popen(  # noqa: S603 - our own CLI
-        [sys.executable, "-m", "pujiang", "ingest", "--client-id", client_id],
+        [sys.executable, "-m", "pujiang", "ingest", "--client-id", client_id, "--apikey", APIKEY],
         env=subprocess_env(url, var, broker),
     )
     before = history_rows(path)
@@ -346,6 +359,7 @@ def mqtt_rate(
     finally:
         worker.send_signal(signal.SIGTERM)
         worker.wait(timeout=60)
+        end_session(host, int(port or 1883), client_id)
     return len(messages) / elapsed, elapsed
 
 

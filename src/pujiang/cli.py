@@ -42,6 +42,8 @@ app.add_typer(catalog_cli.exchange_app, name="exchange")
 app.add_typer(context_cli.app, name="context")
 app.add_typer(registry_cli.app, name="registry")
 app.add_typer(iot_cli.app, name="iot")
+app.command("simulate")(iot_cli.simulate)
+app.command("ingest")(iot_cli.ingest)
 
 NOT_MIGRATED = (
     "数据库未迁移到最新版本，请先运行 `pujiang db upgrade` / "
@@ -127,14 +129,15 @@ def demo(
     ] = True,
 ) -> None:
     """演示城市 / Migrate a SQLite file under ./var, load the demo city and serve it."""
-    from pujiang.demo.run import load_demo, print_welcome
+    from pujiang.demo.run import load_demo, print_welcome, simulated_devices
 
     settings = _settings(ctx)
     dbtools.upgrade(settings.database_url)
     logins = load_demo(settings)
     print_welcome(settings, logins)
     if serve_it:
-        _run_server(settings)
+        with simulated_devices(settings):  # the demo city's devices report while it serves
+            _run_server(settings)
 
 
 # -- db -------------------------------------------------------------------------------------------

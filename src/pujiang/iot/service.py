@@ -130,6 +130,8 @@ def parse_payload(message: Message, limit: int) -> Any:
 
 MAX_GROUPS = 1000  # measure groups in one array message
 GC_PAUSE_FROM = 100  # messages in a batch
+LOG_EVERY = 60.0  # seconds between log lines about one device's refused messages
+LOG_KEYS = 10_000  # devices remembered for that
 
 
 def _group_time(message: Message, measures: dict[str, Any], now: datetime) -> str:
@@ -183,6 +185,7 @@ class Ingestor:
         self.max_message_bytes = max_message_bytes
         self._counters: dict[int, DeviceCounters] = defaultdict(DeviceCounters)
         self._counters_lock = threading.Lock()
+        self._logged: dict[tuple[str, str, str], float] = {}
 
     # -- the write path ---------------------------------------------------------------------------
 
@@ -271,12 +274,7 @@ class Ingestor:
                 by_outcome[(message.transport, outcome.status)] += 1
                 if outcome.status == REJECTED:
                     metrics.rejections.labels(outcome.reason or "unknown").inc()
-                    log.info(
-                        "rejected message from %s/%s: %s",
-                        message.apikey,
-                        message.device_id,
-                        outcome.detail,
-                    )
+                    self._log_rejection(message, outcome)
                 else:
                     metrics.lag.observe(max(0.0, done - message.received_at))
                 if device is None:
@@ -296,6 +294,25 @@ class Ingestor:
         for (transport, status), n in by_outcome.items():
             metrics.received.labels(transport).inc(n)
             metrics.messages.labels(transport, status).inc(n)
+
+    def _log_rejection(self, message: Message, outcome: Outcome) -> None:
+        """Log a refused message, at most once a minute per device and reason: a device
+        stuck sending garbage (or another system's traffic on a shared broker) must not
+        flood the log. Every refusal is counted all the same."""
+        key = (message.apikey, message.device_id, outcome.reason or "")
+        now = time.monotonic()
+        if now - self._logged.get(key, -LOG_EVERY) < LOG_EVERY:
+            return
+        if len(self._logged) > LOG_KEYS:
+            self._logged.clear()
+        self._logged[key] = now
+        log.info(
+            "rejected message from %s/%s (%s): %s",
+            message.apikey,
+            message.device_id,
+            outcome.reason,
+            outcome.detail,
+        )
 
     def pending_counters(self) -> dict[int, DeviceCounters]:
         with self._counters_lock:
