@@ -397,12 +397,10 @@ def test_query_errors(client: TestClient, history: dict[str, str]) -> None:
     reply = client.get(f"{TEMPORAL}?type=A&q=pm25>>3", headers=history)
     assert "position" in problem(reply, "BadRequestData", 400)["detail"]
     problem(client.get(f"{TEMPORAL}?type=A&limit=5000", headers=history), "TooManyResults", 403)
-    reply = client.get(
-        f"{TEMPORAL}?type=A&georel=near;maxDistance==10&geometry=Point&coordinates=[1,2]",
-        headers=history,
-    )
-    problem(reply, "OperationNotSupported", 422)
-    problem(client.get(f"{TEMPORAL}?type=A;B", headers=history), "OperationNotSupported", 422)
+    # geo-queries and type conjunctions are served now: tests/context/test_temporal_more.py
+    reply = client.get(f"{TEMPORAL}?type=A&georel=near;maxDistance==10", headers=history)
+    assert "georel, geometry and coordinates" in problem(reply, "BadRequestData", 400)["detail"]
+    assert client.get(f"{TEMPORAL}?type=A;B", headers=history).json() == []
     problem(client.get(f"{TEMPORAL}/not-a-uri", headers=history), "BadRequestData", 400)
     reply = client.get(f"{TEMPORAL}/urn:ngsi-ld:X:nothing", headers=history)
     problem(reply, "ResourceNotFound", 404)

@@ -367,7 +367,7 @@ def _check_geometry(value: Any, where: str) -> None:
         ) from exc
 
 
-def _infer_kind(raw: dict[str, Any]) -> str:
+def infer_kind(raw: dict[str, Any]) -> str:
     """The attribute type of a concise (typeless) attribute, per the concise representation."""
     if "object" in raw:
         return "Relationship"
@@ -403,7 +403,7 @@ def expand_instance(
     if raw.get("type") in GEOJSON_TYPES and "coordinates" in raw:
         _check_geometry(raw, where)
         return {"type": "GeoProperty", "value": raw}
-    kind = raw.get("type") or _infer_kind(raw)
+    kind = raw.get("type") or infer_kind(raw)
     if kind not in ATTRIBUTE_KINDS:
         raise _bad(
             f"{where} 的类型 {kind!r} 未知（应为 Property、Relationship、GeoProperty、"
@@ -551,9 +551,12 @@ def expand_entity(
     if "scope" in raw:
         scope = raw["scope"]
         scopes = scope if isinstance(scope, list) else [scope]
-        if not all(isinstance(s, str) and s.startswith("/") for s in scopes):
+        if allow_null and scopes == ["urn:ngsi-ld:null"]:
+            entity["scope"] = scopes  # a merge deletes the entity's scope
+        elif not all(isinstance(s, str) and s.startswith("/") for s in scopes):
             raise _bad("scope 必须是以 / 开头的字符串 / scope must be strings starting with /")
-        entity["scope"] = scopes
+        else:
+            entity["scope"] = scopes
     for key, value in raw.items():
         if key in _ENTITY_INPUT_KEYS:
             continue

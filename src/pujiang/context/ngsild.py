@@ -24,7 +24,7 @@ from fastapi.security import APIKeyHeader, OAuth2PasswordBearer
 from sqlalchemy import CursorResult, delete, select, update
 from starlette.responses import Response
 
-from pujiang.context import jsonld
+from pujiang.context import jsonld, ngsild_scope
 from pujiang.context.jsonld import (
     CORE_CONTEXT_URL,
     ActiveContext,
@@ -626,6 +626,7 @@ def build_query(
     geometry: str | None = None,
     coordinates: Any = None,
     geoproperty: str | None = None,
+    scope_q: str | None = None,
     limit: int = DEFAULT_LIMIT,
     offset: int = 0,
     count: bool = False,
@@ -668,13 +669,25 @@ def build_query(
             "geometry and coordinates together"
         )
     if given:
-        query.geo = _parse_geo(georel, geometry, coordinates, geoproperty, ld.ctx)
-    if require_filter and not (type or attrs or q or given or ids or id_pattern):
+        query.geo = parse_geo(georel, geometry, coordinates, geoproperty, ld.ctx)
+    if scope_q is not None:
+        query.scope = parse_scope(scope_q)
+    if require_filter and not (type or attrs or q or given or ids or id_pattern or scope_q):
         raise BadData(
-            "查询实体至少需要 type、attrs、q、id、idPattern 或地理查询之一 / querying entities "
-            "needs at least one of type, attrs, q, id, idPattern or a geo-query"
+            "查询实体至少需要 type、attrs、q、id、idPattern、scopeQ 或地理查询之一 / querying "
+            "entities needs at least one of type, attrs, q, id, idPattern, scopeQ or a geo-query"
         )
     return query
+
+
+def parse_scope(text: Any) -> ngsild_scope.ScopeExpr:
+    """A scopeQ (clause 4.19); BadRequestData naming the fault and its position."""
+    if not isinstance(text, str):
+        raise BadData("scopeQ 必须是字符串 / scopeQ must be a string")
+    try:
+        return ngsild_scope.parse_scope_q(text)
+    except ValueError as exc:
+        raise BadData(f"scopeQ 无效：{exc} / invalid scopeQ: {exc}") from exc
 
 
 def _parse_q(text: str, ctx: ActiveContext) -> tuple[Any, Any, Any]:
@@ -690,7 +703,7 @@ def _parse_q(text: str, ctx: ActiveContext) -> tuple[Any, Any, Any]:
     return expr, ngsild_q.evaluate, prefilter
 
 
-def _parse_geo(
+def parse_geo(
     georel: Any, geometry: Any, coordinates: Any, geoproperty: str | None, ctx: ActiveContext
 ) -> Any:
     try:
@@ -763,6 +776,7 @@ def query_entities(
     geometry: str | None = None,
     coordinates: str | None = None,
     geoproperty: str | None = None,
+    scopeQ: str | None = None,  # noqa: N803 - the NGSI-LD parameter name
     limit: Annotated[int, Query()] = DEFAULT_LIMIT,
     offset: Annotated[int, Query()] = 0,
     count: bool = False,
@@ -782,6 +796,7 @@ def query_entities(
         geometry=geometry,
         coordinates=coordinates,
         geoproperty=geoproperty,
+        scope_q=scopeQ,
         limit=limit,
         offset=offset,
         count=count,
@@ -974,13 +989,30 @@ def delete_attr(
 
 
 def _batch_entities(
-    request: Request, body: bytes, ld: LdRequest, *, require_type: bool = True
+    request: Request,
+    body: bytes,
+    ld: LdRequest,
+    *,
+    require_type: bool = True,
+    merge: bool = False,
 ) -> tuple[list[Entity], list[dict[str, Any]]]:
+    """The entities of a batch body, expanded, and a BatchEntityError per entity that is not.
+
+    With `merge` (batch merge, clause 5.6.20): NGSI-LD Nulls are allowed, and an item that is
+    not a JSON object fails the whole request (clause 5.5.4), as there is no entity to name."""
     payload = read_payload(request, body, ld)
     if not isinstance(payload, list):
         raise BadData("批量操作的请求体必须是实体数组 / a batch body must be an array of entities")
     if not payload:
         raise BadData("批量操作的实体数组为空 / the batch holds no entity")
+    if merge:
+        for position, item in enumerate(payload):
+            if not isinstance(item, dict):
+                kind = "null" if item is None else type(item).__name__
+                raise BadData(
+                    f"批量合并的第 {position + 1} 项不是实体对象（{kind}）/ item {position + 1} "
+                    f"of the batch is not an entity object but {kind}"
+                )
     entities: list[Entity] = []
     errors: list[dict[str, Any]] = []
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -992,7 +1024,7 @@ def _batch_entities(
                     "application/ld+json 的每个实体都必须含 @context / every entity needs @context"
                 )
             ctx = _entity_ctx(ld, item)
-            entities.append(expand_entity(item, ctx, require_type=require_type))
+            entities.append(expand_entity(item, ctx, require_type=require_type, allow_null=merge))
         except (BrokerError, ContextNotAvailable, InvalidContext) as exc:
             response_kind = (
                 "LdContextNotAvailable"
@@ -1049,6 +1081,18 @@ def batch_update(
     if entities:
         ld.broker.require_tenant(ld.tenant)
         result = ld.broker.batch_update(ld.tenant, entities, no_overwrite="noOverwrite" in opts)
+    return _batch_reply(result, errors, ok=204)
+
+
+@router.post("/entityOperations/merge", summary="批量合并修改 / batch merge")
+def batch_merge(request: Request, ld: Ld, body: Body, _: Writer) -> Response:
+    """Clause 5.6.20: each entity merged as by PATCH /entities/{id}; 204 when all are merged,
+    else 207 with a BatchOperationResult (`success` ids, `errors` BatchEntityErrors)."""
+    entities, errors = _batch_entities(request, body, ld, require_type=False, merge=True)
+    result = BatchResult()
+    if entities:
+        ld.broker.require_tenant(ld.tenant)
+        result = ld.broker.batch_merge(ld.tenant, entities)
     return _batch_reply(result, errors, ok=204)
 
 
@@ -1122,6 +1166,7 @@ def batch_query(
         geometry=geometry,
         coordinates=coordinates,
         geoproperty=geo_q.get("geoproperty"),
+        scope_q=payload.get("scopeQ"),
         limit=limit,
         offset=offset,
         count=count,

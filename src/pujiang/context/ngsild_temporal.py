@@ -20,6 +20,7 @@ from pujiang.context.jsonld import (
     ActiveContext,
     expand_instance,
     expand_types,
+    infer_kind,
     is_uri,
 )
 from pujiang.context.ngsild import (
@@ -34,6 +35,8 @@ from pujiang.context.ngsild import (
     Writer,
     check_entity_id,
     no_content,
+    parse_geo,
+    parse_scope,
     parse_types,
     read_payload,
     reply,
@@ -49,7 +52,7 @@ from pujiang.context.temporal import (
 
 router = APIRouter(prefix=PREFIX + "/temporal", route_class=NgsiLdRoute, tags=["NGSI-LD temporal"])
 
-_FORMATS = ("normalized", "temporalValues", "aggregatedValues")
+_FORMATS = ("normalized", "concise", "temporalValues", "aggregatedValues")
 # Simplified temporal representation (clause 4.5.9): the member holding [[value, time], ...].
 _SIMPLE_MEMBER = {
     "Property": "values",
@@ -81,17 +84,20 @@ def _split(text: str | None) -> list[str] | None:
 
 
 def _representation(options: str | None, fmt: str | None) -> tuple[str, bool]:
-    """(normalized | temporalValues | aggregatedValues, sysAttrs)."""
+    """(normalized | concise | temporalValues | aggregatedValues, sysAttrs). `format` wins over
+    `options`; among options aggregatedValues over temporalValues over concise."""
     opts = {o.strip() for o in (options or "").split(",") if o.strip()}
-    known = {"temporalValues", "aggregatedValues", "sysAttrs", "normalized", "count"}
+    known = {"temporalValues", "aggregatedValues", "concise", "sysAttrs", "normalized", "count"}
     unknown = opts - known
     if unknown:
         raise BadData(
             f"未知的 options：{', '.join(sorted(unknown))} / unknown options for temporal "
             f"requests: {', '.join(sorted(unknown))} (use temporalValues, aggregatedValues, "
-            "sysAttrs)"
+            "concise, sysAttrs)"
         )
     chosen = "normalized"
+    if "concise" in opts:
+        chosen = "concise"
     if "temporalValues" in opts:
         chosen = "temporalValues"
     if "aggregatedValues" in opts:
@@ -105,16 +111,8 @@ def _representation(options: str | None, fmt: str | None) -> tuple[str, bool]:
     return chosen, "sysAttrs" in opts
 
 
-def _types(text: str | None, ctx: ActiveContext) -> list[str] | None:
-    if not text:
-        return None
-    alternatives = parse_types(text, ctx)
-    if any(len(conjunction) > 1 for conjunction in alternatives):
-        raise NotSupported(
-            "时间查询不支持类型的合取（;）/ temporal queries do not support type conjunctions "
-            "(A;B): list alternatives with , or |"
-        )
-    return [t for conjunction in alternatives for t in conjunction]
+def _types(text: str | None, ctx: ActiveContext) -> list[frozenset[str]] | None:
+    return parse_types(text, ctx) if text else None
 
 
 def _q(text: str, ctx: ActiveContext) -> ngsild_q.QExpr:
@@ -132,7 +130,8 @@ def _temporal_query(
     type: str | None,
     attrs: list[str] | None,
     q: str | None,
-    geo_given: bool,
+    geo: tuple[Any, Any, Any, str | None] | None,
+    scope_q: Any,
     timerel: str | None,
     time_at: str | None,
     end_time_at: str | None,
@@ -145,11 +144,6 @@ def _temporal_query(
     offset: int = 0,
     count: bool = False,
 ) -> TemporalQuery:
-    if geo_given:
-        raise NotSupported(
-            "时间查询暂不支持地理查询 / geo-queries on temporal evolutions are not supported: "
-            "query the current entities with georel first, then their history by id"
-        )
     query = parse_temporal_query(
         timerel=timerel,
         time_at=time_at,
@@ -182,6 +176,21 @@ def _temporal_query(
         query.attrs = [ld.ctx.expand(a) for a in attrs]
     if q:
         query.q = _q(q, ld.ctx)
+    if geo is not None:
+        georel, geometry, coordinates, geoproperty = geo
+        given = [p for p in (georel, geometry, coordinates) if p not in (None, "")]
+        if len(given) < 3:
+            raise BadData(
+                "地理查询需要同时给出 georel、geometry 和 coordinates / a geo-query needs georel, "
+                "geometry and coordinates together"
+            )
+        if geoproperty is not None and not isinstance(geoproperty, str):
+            raise BadData("geoproperty 必须是字符串 / geoproperty must be a string")
+        if geoproperty:
+            jsonld.check_name(geoproperty)
+        query.geo = parse_geo(georel, geometry, coordinates, geoproperty, ld.ctx)
+    if scope_q is not None:
+        query.scope = parse_scope(scope_q)
     return query
 
 
@@ -310,10 +319,40 @@ def _render(page: TemporalPage, ld: LdRequest, representation: str, sys_attrs: b
                 rendered[short] = items[0] if len(items) == 1 else items
             elif representation == "temporalValues":
                 rendered[short] = _render_simple(instances, page.time_property, ctx)
+            elif representation == "concise":
+                rendered[short] = [_concise(_render_instance(i, ctx, keep)) for i in instances]
             else:
                 rendered[short] = [_render_instance(i, ctx, keep) for i in instances]
         out.append(rendered)
     return out
+
+
+def _concise(instance: dict[str, Any], *, sub: bool = False) -> Any:
+    """The concise form of a rendered instance: `type` left out wherever it can be told from
+    the other members (as when reading concise input: `object` a Relationship, `languageMap` a
+    LanguageProperty, a GeoJSON `value` a GeoProperty...), so it stays lossless; a deletion
+    (`value` urn:ngsi-ld:null on a Relationship, say) keeps it. Instances over time stay
+    objects; a sub-property holding nothing but its value becomes that value."""
+    out: dict[str, Any] = {}
+    for key, value in instance.items():
+        out[key] = _concise(value, sub=True) if _is_attribute(key, value) else value
+    kind = out.get("type", "Property")
+    rest = {k: v for k, v in out.items() if k != "type"}
+    if infer_kind(rest) != kind:
+        return out
+    if (
+        sub
+        and kind == "Property"
+        and set(rest) == {"value"}
+        and not isinstance(rest["value"], dict)
+    ):
+        return rest["value"]
+    return rest
+
+
+def _is_attribute(key: str, value: Any) -> bool:
+    """A rendered sub-attribute (not a member of the instance itself)."""
+    return isinstance(value, dict) and key not in _INSTANCE_MEMBER.values() and "type" in value
 
 
 def _render_simple(instances: list[dict[str, Any]], timeproperty: str, ctx: ActiveContext) -> Any:
@@ -385,6 +424,8 @@ def query_temporal(
     georel: str | None = None,
     geometry: str | None = None,
     coordinates: str | None = None,
+    geoproperty: str | None = None,
+    scopeQ: str | None = None,  # noqa: N803
     timerel: str | None = None,
     timeAt: str | None = None,  # noqa: N803
     endTimeAt: str | None = None,  # noqa: N803
@@ -403,10 +444,11 @@ def query_temporal(
     ids = _split(id)
     attr_list = _split(attrs)
     geo_given = any(p for p in (georel, geometry, coordinates))
-    if not (type or attr_list or q or geo_given or ids or idPattern):
+    if not (type or attr_list or q or geo_given or ids or idPattern or scopeQ is not None):
         raise BadData(
-            "查询时间演变至少需要 type、attrs、q、id 或 idPattern 之一 / querying temporal "
-            "evolution needs at least one of type, attrs, q, id or idPattern"
+            "查询时间演变至少需要 type、attrs、q、id、idPattern、scopeQ 或地理查询之一 / "
+            "querying temporal evolution needs at least one of type, attrs, q, id, idPattern, "
+            "scopeQ or a geo-query"
         )
     query = _temporal_query(
         ld,
@@ -415,7 +457,8 @@ def query_temporal(
         type=type,
         attrs=attr_list,
         q=q,
-        geo_given=geo_given,
+        geo=(georel, geometry, coordinates, geoproperty) if geo_given else None,
+        scope_q=scopeQ,
         timerel=timerel,
         time_at=timeAt,
         end_time_at=endTimeAt,
@@ -495,10 +538,14 @@ def query_temporal_post(
     q = payload.get("q")
     if q is not None and not isinstance(q, str):
         raise BadData("q 必须是字符串 / q must be a string")
-    if not (types or attrs or q or ids or patterns or payload.get("geoQ")):
+    geo_q = payload.get("geoQ")
+    if geo_q is not None and not isinstance(geo_q, dict):
+        raise BadData("geoQ 必须是对象 / geoQ must be an object")
+    scope_q = payload.get("scopeQ")
+    if not (types or attrs or q or ids or patterns or geo_q or scope_q is not None):
         raise BadData(
-            "查询时间演变至少需要 entities、attrs 或 q 之一 / querying temporal evolution needs "
-            "entities, attrs or q"
+            "查询时间演变至少需要 entities、attrs、q、geoQ 或 scopeQ 之一 / querying temporal "
+            "evolution needs entities, attrs, q, geoQ or scopeQ"
         )
 
     def text(name: str) -> str | None:
@@ -512,7 +559,17 @@ def query_temporal_post(
         type=",".join(types) if types else None,
         attrs=attrs,
         q=q,
-        geo_given=bool(payload.get("geoQ")),
+        geo=(
+            (
+                geo_q.get("georel"),
+                geo_q.get("geometry"),
+                geo_q.get("coordinates"),
+                geo_q.get("geoproperty"),
+            )
+            if geo_q
+            else None
+        ),
+        scope_q=scope_q,
         timerel=text("timerel"),
         time_at=text("timeAt"),
         end_time_at=text("endTimeAt"),
@@ -558,7 +615,8 @@ def retrieve_temporal(
         type=None,
         attrs=_split(attrs),
         q=None,
-        geo_given=False,
+        geo=None,
+        scope_q=None,
         timerel=timerel,
         time_at=timeAt,
         end_time_at=endTimeAt,

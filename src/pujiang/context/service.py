@@ -35,10 +35,12 @@ from sqlalchemy import (
     select,
     table,
     text,
+    true,
     union_all,
 )
 from sqlalchemy.orm import Session
 
+from pujiang.context import ngsild_scope
 from pujiang.context.models import (
     PG_ENVELOPE,
     TXT_LEN,
@@ -158,6 +160,7 @@ class Query:
     q_evaluate: Callable[[Any, Entity], bool] | None = None
     prefilter: Prefilter | None = None
     geo: GeoQueryLike | None = None
+    scope: ngsild_scope.ScopeExpr | None = None
     limit: int = 20
     offset: int = 0
     count: bool = False
@@ -667,12 +670,23 @@ class ContextBroker:
                 pairs = w.history if w.history is not None else w.touched
                 for pair in pairs:
                     name, dataset = pair[0], pair[1]
-                    found = pair[2] if len(pair) > 2 else _find(entity.get(name, ()), dataset)
-                    if found is None:
-                        continue
-                    instance = found
-                    num_txt = values.get((name, dataset))
-                    num, txt = num_txt if num_txt is not None else index_value(instance)
+                    if len(pair) > 2:
+                        # An instance given with the write (`record`, or a batch step).
+                        instance = pair[2]
+                        if "modifiedAt" not in instance:
+                            instance = {
+                                **instance,
+                                "createdAt": instance.get("createdAt") or at,
+                                "modifiedAt": at,
+                            }
+                        num, txt = index_value(instance)
+                    else:
+                        found = _find(entity.get(name, ()), dataset)
+                        if found is None:
+                            continue
+                        instance = found
+                        num_txt = values.get((name, dataset))
+                        num, txt = num_txt if num_txt is not None else index_value(instance)
                     history.append(
                         (
                             tenant,
@@ -1062,6 +1076,36 @@ class ContextBroker:
         result.success = list(dict.fromkeys(result.success))
         return result
 
+    def batch_merge(self, tenant: str, fragments: list[Entity]) -> BatchResult:
+        """Merge-patch each fragment into its entity (clause 5.6.20, each as `merge`), all in
+        one transaction with one write per entity. An id given twice is merged in order; the
+        history keeps the instances of every step (clause 5.5.11.5)."""
+        result = BatchResult()
+
+        def build(session: Session) -> list[_Write]:
+            existing = self._load(session, tenant, [f["id"] for f in fragments])
+            writes: dict[str, _Write] = {}
+            for fragment in fragments:
+                eid = fragment["id"]
+                base = existing.get(eid)
+                if base is None:
+                    result.errors.append(
+                        (eid, NotFound(f"实体 {eid} 不存在 / entity {eid} not found", id=eid))
+                    )
+                    continue
+                write = _merged(base[0], base[1], fragment)
+                existing[eid] = (base[0], write.current)
+                earlier = writes.get(eid)
+                if earlier is not None:
+                    _fold(earlier, write)
+                writes[eid] = write
+                result.success.append(eid)
+            return list(writes.values())
+
+        self._commit(tenant, build, changes=False)
+        result.success = list(dict.fromkeys(result.success))
+        return result
+
     def batch_delete(self, tenant: str, ids: list[str]) -> BatchResult:
         result = BatchResult()
 
@@ -1299,7 +1343,12 @@ class ContextBroker:
                 maximum=MAX_LIMIT,
             )
         conditions = self._conditions(tenant, query)
-        exact_in_sql = query.q is None and query.geo is None and query.id_pattern is None
+        exact_in_sql = (
+            query.q is None
+            and query.geo is None
+            and query.id_pattern is None
+            and query.scope is None
+        )
         with self._session() as session:
             if exact_in_sql:
                 return self._page_sql(session, conditions, query)
@@ -1344,7 +1393,9 @@ class ContextBroker:
                 entity: Entity = orjson.loads(doc)
                 if pattern is not None and not pattern.fullmatch(entity["id"]):
                     continue
-                if query.geo is not None and not _geo_matches(entity, query.geo):
+                if query.geo is not None and not geo_matches(entity, query.geo):
+                    continue
+                if query.scope is not None and not ngsild_scope.matches_entity(query.scope, entity):
                     continue
                 if (
                     query.q is not None
@@ -1417,13 +1468,17 @@ class ContextBroker:
             )
             drivers.append(_E.c.pk.in_(union_all(matching, undecided)))
         if query.geo is not None:
-            drivers.append(_E.c.pk.in_(self._geo_candidates(tenant, query.geo)))
+            drivers.append(_E.c.pk.in_(self.geo_candidates(tenant, query.geo)))
+        if query.scope is not None:
+            probes.append(scope_clause(query.scope))
         # Every driver is already limited to the tenant; naming the tenant again would make
         # SQLite walk the (tenant, entity_id) index over the whole tenant instead.
         tenant_clause = [] if drivers else [_E.c.tenant == tenant]
         return tenant_clause + drivers + probes
 
-    def _geo_candidates(self, tenant: str, geo: GeoQueryLike) -> Any:
+    def geo_candidates(self, tenant: str, geo: GeoQueryLike) -> Any:
+        """`SELECT entity_pk` of the entities whose `geoproperty` bbox meets the query's box
+        (every located entity when the box cannot narrow): the candidates `geo.matches` tests."""
         box = geo.bbox()
         base = select(_G.c.entity_pk).where(_G.c.tenant == tenant, _G.c.attr == geo.geoproperty)
         if box is None:
@@ -1694,6 +1749,13 @@ def _merge_member(old: Any, new: Any) -> Any:
 def _merged(pk: int, previous: Entity, fragment: Entity) -> _Write:
     entity = _copy(previous)
     entity["type"] = _union_types(previous, fragment)
+    if "scope" in fragment:
+        # Clause 5.6.17.4: a merge overwrites, so the fragment's scope becomes the entity's;
+        # the NGSI-LD Null deletes it.
+        if fragment["scope"] == [NGSI_LD_NULL]:
+            entity.pop("scope", None)
+        else:
+            entity["scope"] = list(fragment["scope"])
     touched: list[tuple[str, str]] = []
     removed: list[tuple[str, str, Instance]] = []
     for name, instances in attributes_of(fragment):
@@ -1730,6 +1792,34 @@ def _merged(pk: int, previous: Entity, fragment: Entity) -> _Write:
                 entity[name] = _put(entity.get(name, []), merged)
             touched.append((name, dataset))
     return _Write(previous, entity, "update", touched, removed, pk)
+
+
+def _fold(earlier: _Write, later: _Write) -> None:
+    """Make `later` (a write computed on `earlier`'s result, the same entity twice in one batch)
+    the only write: from the state before both, with the instances of both steps as history
+    and both steps' deletions."""
+    entity = earlier.entity or {}
+    steps: list[tuple[str, str, Instance]] = list(earlier.history or ())
+    if earlier.history is None:
+        for name, dataset in earlier.touched:
+            instance = _find(entity.get(name, ()), dataset)
+            if instance is not None:
+                steps.append((name, dataset, _unstamped(instance)))
+    current = later.entity or {}
+    for name, dataset in later.touched:
+        instance = _find(current.get(name, ()), dataset)
+        if instance is not None:
+            steps.append((name, dataset, _unstamped(instance)))
+    later.previous = earlier.previous
+    later.history = steps
+    later.touched = list(dict.fromkeys(earlier.touched + later.touched))
+    later.removed = earlier.removed + later.removed
+
+
+def _unstamped(instance: Instance) -> Instance:
+    """An instance as history will record it: `_write_rows` stamps `modifiedAt` (and a new
+    instance's `createdAt`) with the write's time."""
+    return {k: v for k, v in instance.items() if k != "modifiedAt"}
 
 
 def _stamp(write: _Write, at: str) -> None:
@@ -1779,12 +1869,32 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
-def _geo_matches(entity: Entity, geo: GeoQueryLike) -> bool:
+def geo_matches(entity: Entity, geo: GeoQueryLike) -> bool:
+    """Whether any instance of the entity's `geo.geoproperty` satisfies the geo-query."""
     for instance in entity.get(geo.geoproperty, ()):
         value = instance.get("value")
         if isinstance(value, dict) and geo.matches(value):
             return True
     return False
+
+
+def scope_clause(expr: ngsild_scope.ScopeExpr) -> ColumnElement[bool]:
+    """SQL on `context_entities.doc` that every entity `expr` selects satisfies: a superset, the
+    exact test is `ngsild_scope.matches_entity`. Documents are orjson text, so a scoped entity
+    holds `"scope":[` and each of its scopes appears as `"/level/...` (scope levels hold no
+    character JSON escapes); `ngsild_scope.prefilter` says which literal prefixes must appear."""
+
+    def build(condition: ngsild_scope.ScopeFilter) -> ColumnElement[bool]:
+        if isinstance(condition, str):
+            if condition == "/":
+                return true()
+            return _E.c.doc.contains('"' + condition, autoescape=True)
+        parts = [build(c) for c in condition[1]]
+        return and_(*parts) if condition[0] == "and" else or_(*parts)
+
+    return and_(
+        _E.c.doc.contains('"scope":[', autoescape=True), build(ngsild_scope.prefilter(expr))
+    )
 
 
 _REGEX_META = set(".^$*+?{}[]\\|()")

@@ -36,6 +36,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
+from pujiang.context import ngsild_scope
 from pujiang.context.jsonld import instance_value
 from pujiang.context.models import (
     ContextAttrInstance,
@@ -47,10 +48,13 @@ from pujiang.context.ngsild_q import QExpr, evaluate
 from pujiang.context.service import (
     BadData,
     ContextBroker,
+    GeoQueryLike,
     NotFound,
     TooManyResults,
+    geo_matches,
     index_value,
     parse_time,
+    scope_clause,
 )
 
 __all__ = [
@@ -173,10 +177,14 @@ class TemporalQuery:
     timeproperty: str = "observedAt"
     last_n: int | None = None
     attrs: list[str] | None = None
-    types: list[str] | None = None
+    # A type selection in disjunctive normal form (`A,B` two sets, `A;B` one set of two).
+    types: list[frozenset[str]] | None = None
     ids: list[str] | None = None
     id_pattern: str | None = None
     q: QExpr | None = None
+    # Decided on the entity's current state (location, scope), not on its history.
+    geo: GeoQueryLike | None = None
+    scope: ngsild_scope.ScopeExpr | None = None
     aggr_methods: list[str] | None = None
     aggr_period: Duration | None = None
     limit: int = 20
@@ -452,19 +460,50 @@ class TemporalStore:
     def _entity_filters(self, tenant: str, query: TemporalQuery) -> list[ColumnElement[bool]]:
         filters = self._row_filters(tenant, query, query.ids)
         if query.types:
-            current = select(_E.c.entity_id).where(
-                _E.c.tenant == tenant,
-                _E.c.pk.in_(
-                    select(_T.c.entity_pk).where(_T.c.tenant == tenant, _T.c.type.in_(query.types))
-                ),
-            )
-            filters.append(or_(_H.c.entity_type.in_(query.types), _H.c.entity_id.in_(current)))
+            filters.append(self._type_filter(tenant, query.types))
+        current = select(_E.c.entity_id).where(_E.c.tenant == tenant)
+        if query.geo is not None:
+            located = _E.c.pk.in_(self.broker.geo_candidates(tenant, query.geo))
+            filters.append(_H.c.entity_id.in_(current.where(located)))
+        if query.scope is not None:
+            filters.append(_H.c.entity_id.in_(current.where(scope_clause(query.scope))))
         if query.id_pattern:
             prefix = _literal_prefix(query.id_pattern)
             if prefix:
                 filters.append(_H.c.entity_id >= prefix)
                 filters.append(_H.c.entity_id < prefix + "\U0010ffff")
         return filters
+
+    @staticmethod
+    def _type_filter(tenant: str, types: list[frozenset[str]]) -> ColumnElement[bool]:
+        """History rows of entities of a type selection. A single type also matches by the
+        type the history recorded (the first), so entities gone from the current state are
+        found; a conjunction needs the current entity to hold every type."""
+
+        def holding(names: Iterable[str]) -> Any:
+            found = select(_E.c.entity_id).where(_E.c.tenant == tenant)
+            for name in sorted(names):
+                found = found.where(
+                    _E.c.pk.in_(
+                        select(_T.c.entity_pk).where(_T.c.tenant == tenant, _T.c.type == name)
+                    )
+                )
+            return found
+
+        singles = sorted({t for conjunction in types if len(conjunction) == 1 for t in conjunction})
+        alternatives: list[ColumnElement[bool]] = []
+        if singles:
+            current = select(_E.c.entity_id).where(
+                _E.c.tenant == tenant,
+                _E.c.pk.in_(
+                    select(_T.c.entity_pk).where(_T.c.tenant == tenant, _T.c.type.in_(singles))
+                ),
+            )
+            alternatives += [_H.c.entity_type.in_(singles), _H.c.entity_id.in_(current)]
+        for conjunction in types:
+            if len(conjunction) > 1:
+                alternatives.append(_H.c.entity_id.in_(holding(conjunction)))
+        return or_(*alternatives) if len(alternatives) > 1 else alternatives[0]
 
     def _load_rows(
         self,
@@ -585,7 +624,8 @@ class TemporalStore:
         filters = self._entity_filters(tenant, query)
         ids_sql = select(_H.c.entity_id).where(*filters).group_by(_H.c.entity_id)
         pattern = re.compile(query.id_pattern) if query.id_pattern else None
-        if query.q is None and pattern is None:
+        current = query.geo is not None or query.scope is not None
+        if query.q is None and pattern is None and not current:
             total = None
             if query.count:
                 total = session.execute(
@@ -608,6 +648,8 @@ class TemporalStore:
                 break
             last = chunk[-1]
             candidates = [i for i in chunk if pattern is None or pattern.fullmatch(i)]
+            if current and candidates:
+                candidates = self._current_matches(session, tenant, query, candidates)
             if query.q is not None and candidates:
                 candidates = self._q_matches(session, tenant, query, candidates)
             for entity_id in candidates:
@@ -619,6 +661,30 @@ class TemporalStore:
             if len(chunk) < CHUNK:
                 break
         return matched, (seen if query.count else None)
+
+    @staticmethod
+    def _current_matches(
+        session: Session, tenant: str, query: TemporalQuery, ids: list[str]
+    ) -> list[str]:
+        """The ids whose current entity is in the geo-query's area and the scope query's
+        scopes (an entity without current state has neither: it does not match)."""
+        rows = session.execute(
+            select(_E.c.entity_id, _E.c.doc).where(_E.c.tenant == tenant, _E.c.entity_id.in_(ids))
+        )
+        # (not dict(rows): a Result has keys(), so dict() would read it as a mapping)
+        docs: dict[str, str] = {row.entity_id: row.doc for row in rows}
+        kept = []
+        for entity_id in ids:
+            doc = docs.get(entity_id)
+            if doc is None:
+                continue
+            entity: Entity = orjson.loads(doc)
+            if query.geo is not None and not geo_matches(entity, query.geo):
+                continue
+            if query.scope is not None and not ngsild_scope.matches_entity(query.scope, entity):
+                continue
+            kept.append(entity_id)
+        return kept
 
     def _q_matches(
         self, session: Session, tenant: str, query: TemporalQuery, ids: list[str]
