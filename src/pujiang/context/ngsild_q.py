@@ -84,10 +84,11 @@ class QSyntaxError(ValueError):
         self.reason = reason
         self.position = position
         self.text = text
-        super().__init__(f"{reason} (q position {position}{_excerpt(text, position)})")
+        super().__init__(f"{reason} (q position {position}{excerpt(text, position)})")
 
 
-def _excerpt(text: str, position: int) -> str:
+def excerpt(text: str, position: int) -> str:
+    """The text around `position`, marked, for an error message naming where it went wrong."""
     if not text:
         return ""
     start = max(0, position - 20)

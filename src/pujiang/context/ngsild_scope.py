@@ -38,6 +38,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from pujiang.context.ngsild_q import excerpt
+
 __all__ = [
     "MAX_DEPTH",
     "MAX_LENGTH",
@@ -67,16 +69,7 @@ class ScopeQSyntaxError(ValueError):
         self.reason = reason
         self.position = position
         self.text = text
-        super().__init__(f"{reason} (scopeQ position {position}{_excerpt(text, position)})")
-
-
-def _excerpt(text: str, position: int) -> str:
-    if not text:
-        return ""
-    start = max(0, position - 20)
-    before = ("…" if start else "") + text[start:position]
-    after = text[position : position + 20] + ("…" if len(text) > position + 20 else "")
-    return f": {before}⟨here⟩{after}"
+        super().__init__(f"{reason} (scopeQ position {position}{excerpt(text, position)})")
 
 
 # --------------------------------------------------------------------------------------------

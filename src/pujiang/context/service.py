@@ -1050,36 +1050,25 @@ class ContextBroker:
     def batch_update(
         self, tenant: str, entities: list[Entity], *, no_overwrite: bool = False
     ) -> BatchResult:
-        result = BatchResult()
+        def step(pk: int, previous: Entity, fragment: Entity) -> _Write:
+            return _appended(pk, previous, fragment, no_overwrite, UpdateResult())
 
-        def build(session: Session) -> list[_Write]:
-            existing = self._load(session, tenant, [e["id"] for e in entities])
-            writes: dict[str, _Write] = {}
-            for entity in entities:
-                eid = entity["id"]
-                base = existing.get(eid)
-                if base is None:
-                    result.errors.append(
-                        (eid, NotFound(f"实体 {eid} 不存在 / entity {eid} not found"))
-                    )
-                    continue
-                write = _appended(base[0], base[1], entity, no_overwrite, UpdateResult())
-                existing[eid] = (base[0], write.current)
-                if eid in writes:
-                    write.previous = writes[eid].previous
-                    write.touched = writes[eid].touched + write.touched
-                writes[eid] = write
-                result.success.append(eid)
-            return list(writes.values())
-
-        self._commit(tenant, build, changes=False)
-        result.success = list(dict.fromkeys(result.success))
-        return result
+        return self._batch_steps(tenant, entities, step)
 
     def batch_merge(self, tenant: str, fragments: list[Entity]) -> BatchResult:
         """Merge-patch each fragment into its entity (clause 5.6.20, each as `merge`), all in
         one transaction with one write per entity. An id given twice is merged in order; the
         history keeps the instances of every step (clause 5.5.11.5)."""
+        return self._batch_steps(tenant, fragments, _merged)
+
+    def _batch_steps(
+        self,
+        tenant: str,
+        fragments: list[Entity],
+        step: Callable[[int, Entity, Entity], _Write],
+    ) -> BatchResult:
+        """Apply `step` to each fragment's existing entity, in order, in one transaction: one
+        write per entity (an id given twice folds both steps into it); missing ids are errors."""
         result = BatchResult()
 
         def build(session: Session) -> list[_Write]:
@@ -1093,7 +1082,7 @@ class ContextBroker:
                         (eid, NotFound(f"实体 {eid} 不存在 / entity {eid} not found", id=eid))
                     )
                     continue
-                write = _merged(base[0], base[1], fragment)
+                write = step(base[0], base[1], fragment)
                 existing[eid] = (base[0], write.current)
                 earlier = writes.get(eid)
                 if earlier is not None:
