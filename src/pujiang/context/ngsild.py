@@ -14,7 +14,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, NoReturn, cast
-from urllib.parse import unquote, urlencode
+from urllib.parse import quote, unquote, urlencode
 
 import orjson
 from fastapi import APIRouter, Depends, Query, Request
@@ -552,7 +552,7 @@ def create_entity(request: Request, ld: Ld, body: Body, principal: Writer) -> Re
     entity = expand_entity(payload, ld.ctx)
     ld.broker.create(ld.tenant, entity, owner=principal.department_code)
     request.state.audit_target = entity["id"]
-    return Response(status_code=201, headers={"Location": f"{PREFIX}/entities/{entity['id']}"})
+    return Response(status_code=201, headers=location(f"{PREFIX}/entities/{entity['id']}"))
 
 
 def parse_types(text: str, ctx: ActiveContext) -> list[frozenset[str]]:
@@ -605,6 +605,12 @@ def parse_types(text: str, ctx: ActiveContext) -> list[frozenset[str]]:
     if len(result) > 64:
         fail("too many alternatives")
     return result
+
+
+def location(path: str) -> dict[str, str]:
+    """A Location header for a created resource: ids may hold any Unicode (浦东), but a header
+    is Latin-1, so the path is percent-encoded as a URI reference (RFC 3986)."""
+    return {"Location": quote(path, safe="/:@!$&'()*+,;=~")}
 
 
 def _split(text: str | None) -> list[str] | None:
@@ -1145,6 +1151,12 @@ def batch_query(
     selector = selectors[0] if selectors else {}
     if not isinstance(selector, dict):
         raise BadData("entities 的元素必须是对象 / entities items must be objects")
+    for member in ("id", "idPattern", "type"):
+        if member in selector and not isinstance(selector[member], str):
+            raise BadData(
+                f"entities 选择器的 {member} 必须是字符串 / the entities selector's {member} "
+                "must be a string"
+            )
     geo_q = payload.get("geoQ") or {}
     if not isinstance(geo_q, dict):
         raise BadData("geoQ 必须是对象 / geoQ must be an object")

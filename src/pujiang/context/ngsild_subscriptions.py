@@ -29,6 +29,7 @@ from pujiang.context.ngsild import (
     NgsiLdRoute,
     broker_of,
     link_context,
+    location,
     processor_of,
     tenant_of,
 )
@@ -452,7 +453,7 @@ async def create_subscription(
         request_id=_request_id(request),
         detail={"tenant": tenant, "endpoint": compiled["endpoint"]["uri"]},
     )
-    return Response(status_code=201, headers={"Location": f"/ngsi-ld/v1/subscriptions/{doc['id']}"})
+    return Response(status_code=201, headers=location(f"/ngsi-ld/v1/subscriptions/{doc['id']}"))
 
 
 @router.get("/subscriptions")

@@ -41,6 +41,9 @@ from pujiang.context.ngsild import (
     read_payload,
     reply,
 )
+from pujiang.context.ngsild import (
+    location as location_header,
+)
 from pujiang.context.service import BadData, Entity, NotSupported, TooManyResults
 from pujiang.context.temporal import (
     MAX_LIMIT,
@@ -642,7 +645,7 @@ def upsert_temporal(request: Request, ld: Ld, body: Body, _: Writer) -> Response
     request.state.audit_target = entity["id"]
     if created:
         location = f"{PREFIX}/temporal/entities/{entity['id']}"
-        return Response(status_code=201, headers={"Location": location})
+        return Response(status_code=201, headers=location_header(location))
     return no_content()
 
 
