@@ -57,7 +57,9 @@ def _merged(group: list[dict[str, Any]], own: list[dict[str, Any]], key: str) ->
     return [entry for entry in group if entry.get(key) not in mine] + list(own)
 
 
-def build_profile(device: IotDevice, service: IotService, expand: Callable[[str], str]) -> Any:
+def build_profile(
+    device: IotDevice, service: IotService, expand: Callable[[str], str]
+) -> DeviceProfile:
     mappings = _merged(service.attributes or [], device.attributes or [], "object_id")
     attrs = {m.object_id: m for m in (attr_map(raw, expand) for raw in mappings)}
     statics: dict[str, Instance] = {}

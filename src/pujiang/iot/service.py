@@ -314,10 +314,6 @@ class Ingestor:
             outcome.detail,
         )
 
-    def pending_counters(self) -> dict[int, DeviceCounters]:
-        with self._counters_lock:
-            return dict(self._counters)
-
     def flush(self) -> int:
         """Add the counters kept since the last flush to the device rows; returns how many."""
         with self._counters_lock:
