@@ -10,8 +10,9 @@ WeatherObserved entities, then sends observations (each: one device, its own tim
 measures: temperature and relative humidity) and measures, in one run:
 
 - **raw**: the same rows written straight into the same store with sqlite3 `executemany`
-  (per observation: the entity document rewritten, two attribute-index rows upserted, two
-  history rows inserted): what SQLite itself does with these rows, no Python around them;
+  (per observation: the entity document rewritten, the number of two attribute-index rows
+  updated, two history rows inserted), with the same connection settings as the app: what
+  SQLite itself does with these rows, no Python around them;
 - **in-process**: `bulk_ingest` called directly (parse, map, check, dedupe, write);
 - **HTTP bulk**: `POST /iot/bulk` (NDJSON, 5,000 observations a request) to a `pujiang serve`
   subprocess, end to end;
@@ -50,7 +51,7 @@ import orjson
 
 from pujiang.context.jsonld import DEFAULT_VOCAB, NGSI_LD
 from pujiang.context.service import ContextBroker
-from pujiang.platform.db import Database, upgrade
+from pujiang.platform.db import Database, sqlite_pragmas, upgrade
 
 ENTITY_TYPE = DEFAULT_VOCAB + "WeatherObserved"
 TEMPERATURE = DEFAULT_VOCAB + "temperature"
@@ -160,8 +161,7 @@ def history_rows(path: Path) -> int:
 def raw_rate(path: Path, observations: list[dict[str, Any]]) -> float:
     """The same rows as ingest writes, with sqlite3 executemany in one transaction a batch."""
     conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
+    sqlite_pragmas(conn)
     pks = dict(conn.execute("SELECT entity_id, pk FROM context_entities"))
     doc = conn.execute("SELECT doc FROM context_entities LIMIT 1").fetchone()[0]
     at = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
@@ -174,7 +174,7 @@ def raw_rate(path: Path, observations: list[dict[str, Any]]) -> float:
             docs.append((doc, at, pk))
             for attr, value in ((TEMPERATURE, o["m"]["t"]), (HUMIDITY, o["m"]["h"])):
                 instance = orjson.dumps({"type": "Property", "value": value, "observedAt": o["t"]})
-                attrs.append((pk, attr, "", "", "Property", value, None))
+                attrs.append((value, pk, attr))
                 row = ("", eid, ENTITY_TYPE, attr, "", "Property", o["t"], at, 0, value, None)
                 history.append((*row, instance.decode()))
         batches.append((docs, attrs, history))
@@ -183,9 +183,7 @@ def raw_rate(path: Path, observations: list[dict[str, Any]]) -> float:
         conn.execute("BEGIN")
         conn.executemany("UPDATE context_entities SET doc = ?, modified_at = ? WHERE pk = ?", docs)
         conn.executemany(
-            "INSERT INTO context_attrs (entity_pk, attr, dataset_id, tenant, kind, num, txt) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (entity_pk, attr, dataset_id) DO UPDATE "
-            "SET kind = excluded.kind, num = excluded.num, txt = excluded.txt",
+            "UPDATE context_attrs SET num = ? WHERE entity_pk = ? AND attr = ? AND dataset_id = ''",
             attrs,
         )
         conn.executemany(

@@ -376,6 +376,43 @@ _H = cast(Table, ContextAttrInstance.__table__)
 _TEN = cast(Table, ContextTenant.__table__)
 
 
+_SET_NUM = (
+    "UPDATE context_attrs SET num = {p} WHERE entity_pk = {p} AND attr = {p} AND dataset_id = ''"
+)
+_SET_TXT = (
+    "UPDATE context_attrs SET txt = {p} WHERE entity_pk = {p} AND attr = {p} AND dataset_id = ''"
+)
+
+
+class _IndexChanges:
+    """Attribute-index writes of readings, each as narrow as the change allows.
+
+    A reading usually changes only the number (or only the text) of a row that exists: an
+    UPDATE of that one column touches one secondary index instead of both, and an unchanged
+    value writes nothing. A new attribute or a changed kind is a full upsert."""
+
+    def __init__(self) -> None:
+        self.upserts: list[tuple[Any, ...]] = []
+        self.nums: list[tuple[Any, ...]] = []
+        self.txts: list[tuple[Any, ...]] = []
+
+    def add(
+        self, tenant: str, pk: int | None, name: str, new: Instance, old: Instance | None
+    ) -> None:
+        kind = new.get("type", "Property")
+        num, txt = index_value(new)
+        if old is not None and old.get("type", "Property") == kind:
+            old_num, old_txt = index_value(old)
+            if txt == old_txt:
+                if num != old_num:
+                    self.nums.append((num, pk, name))
+                return
+            if num == old_num:
+                self.txts.append((txt, pk, name))
+                return
+        self.upserts.append((pk, name, "", tenant, kind, num, txt))
+
+
 @dataclass
 class _Write:
     """One entity's write: the state before and after, what changed, how to say it."""
@@ -1149,19 +1186,17 @@ class ContextBroker:
         the instances were stamped by `_apply_readings`, the types do not change."""
         at_db = self._time_param(_db_time(at))
         docs: list[tuple[Any, ...]] = []
-        attrs: list[tuple[Any, ...]] = []
+        index = _IndexChanges()
         history: list[tuple[Any, ...]] = []
         observed = self._observed_param
         for w in writes:
-            entity, pk = w.entity or {}, w.pk
+            entity, previous, pk = w.entity or {}, w.previous or {}, w.pk
             entity["modifiedAt"] = at
             entity_id = entity["id"]
             entity_type = entity["type"][0] if entity["type"] else ""
             docs.append((_dumps(entity), at_db, pk))
             for name in dict.fromkeys(t[0] for t in w.touched):
-                instance = entity[name][0]
-                num, txt = index_value(instance)
-                attrs.append((pk, name, "", tenant, instance.get("type", "Property"), num, txt))
+                index.add(tenant, pk, name, entity[name][0], _find(previous.get(name, ()), ""))
             for name, _dataset, instance in w.history or ():
                 num, txt = index_value(instance)
                 kind, moment = instance.get("type", "Property"), instance.get("observedAt")
@@ -1172,7 +1207,9 @@ class ContextBroker:
             "UPDATE context_entities SET doc = {p}, modified_at = {p} WHERE pk = {p}",
             docs,
         )
-        self._write_partial(session, attrs, [], [])
+        self._write_partial(session, index.upserts, [], [])
+        self._executemany(session, _SET_NUM, index.nums)
+        self._executemany(session, _SET_TXT, index.txts)
         self._insert(session, "context_attr_instances", _HISTORY_COLUMNS, history)
         if self.bus is None:
             return []

@@ -1,8 +1,11 @@
 """Provisioned devices resolved for ingest: `(apikey, device_id) -> DeviceProfile`, cached.
 
 The cache is filled a batch at a time (one query for all the devices a batch names) and
-emptied by `invalidate()` after a provisioning change in this process, and every `ttl`
-seconds, so that a worker in another process sees provisioning changes within that time.
+emptied by `invalidate()` after a provisioning change in this process. Another process's
+changes are noticed through a provisioning stamp, read at most every `ttl` seconds: the row
+counts and newest `modified_at` of the service groups and devices. Any create, update or delete
+changes it; then the cache is emptied. Re-reading every device of a large fleet on a timer
+instead cost a quarter of ingest time at 100,000 devices.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import func, select, tuple_
 
 from pujiang.iot.mapping import AttrMap, DeviceProfile, Instance, PayloadError, static_instance
 from pujiang.iot.models import IotDevice, IotService
@@ -22,7 +25,7 @@ from pujiang.platform.db import Database
 Key = tuple[str, str]  # (apikey, device_id)
 Expander = Callable[[str | None], Callable[[str], str]]  # @context URL -> expand(name)
 
-DEFAULT_TTL = 30.0
+DEFAULT_TTL = 5.0
 CHUNK = 400
 
 
@@ -94,14 +97,35 @@ class DeviceRegistry:
         self.ttl = ttl
         self._profiles: dict[Key, DeviceProfile] = {}
         self._groups: set[str] = set()  # API keys known to exist
-        self._filled_at = time.monotonic()
+        self._checked_at = time.monotonic()
+        self._stamp: tuple[Any, ...] | None = None
         self._lock = threading.Lock()
 
     def invalidate(self) -> None:
         with self._lock:
             self._profiles = {}
             self._groups = set()
-            self._filled_at = time.monotonic()
+
+    def _stamp_now(self) -> tuple[Any, ...]:
+        with self.db.session() as session:
+            return tuple(
+                session.execute(select(func.count(), func.max(model.modified_at))).one()
+                for model in (IotService, IotDevice)
+            )
+
+    def _check_fresh(self) -> None:
+        """Empty the cache if provisioning changed since the last look (every `ttl` s)."""
+        if self._stamp is None:  # before the first fill: what it reads is at least this new
+            self._stamp = self._stamp_now()
+            self._checked_at = time.monotonic()
+            return
+        if time.monotonic() - self._checked_at <= self.ttl:
+            return
+        self._checked_at = time.monotonic()
+        stamp = self._stamp_now()
+        if stamp != self._stamp:
+            self.invalidate()
+            self._stamp = stamp
 
     def profile(self, apikey: str, device_id: str) -> DeviceProfile:
         found = self.profiles([(apikey, device_id)]).get((apikey, device_id))
@@ -113,8 +137,7 @@ class DeviceRegistry:
 
     def profiles(self, keys: Iterable[Key]) -> dict[Key, DeviceProfile | PayloadError]:
         """Every key's profile, or the PayloadError saying why there is none."""
-        if time.monotonic() - self._filled_at > self.ttl:
-            self.invalidate()
+        self._check_fresh()
         wanted = set(keys)
         missing = [k for k in wanted if k not in self._profiles]
         if missing:

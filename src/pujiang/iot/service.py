@@ -18,12 +18,12 @@ import logging
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
 import orjson
-from sqlalchemy import Table, bindparam, func, update
 
 from pujiang.context.service import DUPLICATE, NO_ENTITY, ContextBroker, Reading, quiet_gc
 from pujiang.iot.mapping import (
@@ -35,7 +35,6 @@ from pujiang.iot.mapping import (
     measure_time,
 )
 from pujiang.iot.metrics import IngestMetrics, registry_of
-from pujiang.iot.models import IotDevice
 from pujiang.iot.registry import DeviceRegistry
 from pujiang.platform.db import Database
 from pujiang.platform.deps import AppContext
@@ -320,23 +319,26 @@ class Ingestor:
             pending, self._counters = self._counters, defaultdict(DeviceCounters)
         if not pending:
             return 0
+        postgres = self.db.engine.dialect.name == "postgresql"
+        at = _driver_time_of(postgres)
         rows = [
-            {
-                "b_pk": pk,
-                "b_received": c.received,
-                "b_stored": c.stored,
-                "b_rejected": c.rejected,
-                "b_duplicates": c.duplicates,
-                "b_last_seen": c.last_seen,
-                "b_last_error": c.last_error,
-                "b_last_error_at": c.last_error_at,
-                "b_offline_after": c.offline_after,
-            }
+            (
+                c.received,
+                c.stored,
+                c.rejected,
+                c.duplicates,
+                at(c.last_seen),
+                c.last_error,
+                at(c.last_error_at),
+                at(c.offline_after),
+                pk,
+            )
             for pk, c in pending.items()
         ]
         try:
             with self.db.session() as session:
-                session.execute(_FLUSH, rows)
+                sql = _FLUSH_SQL.format(p="%s" if postgres else "?")
+                session.connection().exec_driver_sql(sql, rows)
         except Exception:
             with self._counters_lock:  # keep them for the next flush
                 for pk, c in pending.items():
@@ -357,30 +359,27 @@ def _add(into: DeviceCounters, more: DeviceCounters) -> None:
         into.last_error, into.last_error_at = more.last_error, more.last_error_at
 
 
-def _flush_statement() -> Any:
-    c = _DEVICES.c
-
-    def keep(name: str, column: Any) -> Any:
-        return func.coalesce(bindparam(name, type_=column.type), column)
-
-    return (
-        update(_DEVICES)
-        .where(c.pk == bindparam("b_pk"))
-        .values(
-            received=c.received + bindparam("b_received"),
-            stored=c.stored + bindparam("b_stored"),
-            rejected=c.rejected + bindparam("b_rejected"),
-            duplicates=c.duplicates + bindparam("b_duplicates"),
-            last_seen=keep("b_last_seen", c.last_seen),
-            last_error=keep("b_last_error", c.last_error),
-            last_error_at=keep("b_last_error_at", c.last_error_at),
-            offline_after=bindparam("b_offline_after", type_=c.offline_after.type),
-        )
-    )
+# Straight to the driver: at 100,000 devices SQLAlchemy's per-row parameter processing was
+# half the cost of a flush, and the flush shares the database's one writer with ingest.
+_FLUSH_SQL = (
+    "UPDATE iot_devices SET received = received + {p}, stored = stored + {p}, "
+    "rejected = rejected + {p}, duplicates = duplicates + {p}, "
+    "last_seen = coalesce({p}, last_seen), last_error = coalesce({p}, last_error), "
+    "last_error_at = coalesce({p}, last_error_at), offline_after = {p} WHERE pk = {p}"
+)
 
 
-_DEVICES = cast(Table, IotDevice.__table__)
-_FLUSH = _flush_statement()
+def _driver_time_of(postgres: bool) -> Callable[[datetime | None], Any]:
+    """UTC times as the driver takes them: aware datetimes, or SQLAlchemy's SQLite text."""
+    if postgres:
+        return lambda moment: moment
+
+    def text(moment: datetime | None) -> str | None:
+        if moment is None:
+            return None
+        return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+    return text
 
 
 # -- one per application ------------------------------------------------------------------------
