@@ -17,6 +17,7 @@ from pujiang.city.registries import api as registries_api
 from pujiang.context import api as context_api
 from pujiang.context import subscriptions as context_subscriptions
 from pujiang.iot import api as iot_api
+from pujiang.iot import bridge as iot_bridge
 from pujiang.iot import worker as iot_worker
 from pujiang.platform.api import admin, audit, auth, ops
 from pujiang.platform.db import Database
@@ -48,6 +49,7 @@ def create_app(settings: Settings, context: AppContext | None = None) -> FastAPI
     metrics = HttpMetrics()
     context.extras["metrics"] = metrics
     cases_setup(context)  # cases open from `alert.raised` on the bus
+    iot_bridge.setup(context)  # writing a command attribute on an entity commands its device
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

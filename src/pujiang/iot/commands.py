@@ -281,6 +281,11 @@ def _show(context: AppContext, profile: DeviceProfile, name: str, status: str, i
     )
 
 
+def show_failure(context: AppContext, profile: DeviceProfile, name: str, reason: str) -> None:
+    """Show on the entity that a command could not even be sent (no row was recorded)."""
+    _show(context, profile, name, ERROR, reason)
+
+
 # -- acknowledgements and expiry ------------------------------------------------------------------
 
 

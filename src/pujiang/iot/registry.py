@@ -106,7 +106,8 @@ class DeviceRegistry:
             self._profiles = {}
             self._groups = set()
 
-    def _stamp_now(self) -> tuple[Any, ...]:
+    def stamp(self) -> tuple[Any, ...]:
+        """Changes whenever a service group or device is created, updated or deleted."""
         with self.db.session() as session:
             return tuple(
                 session.execute(select(func.count(), func.max(model.modified_at))).one()
@@ -116,13 +117,13 @@ class DeviceRegistry:
     def _check_fresh(self) -> None:
         """Empty the cache if provisioning changed since the last look (every `ttl` s)."""
         if self._stamp is None:  # before the first fill: what it reads is at least this new
-            self._stamp = self._stamp_now()
+            self._stamp = self.stamp()
             self._checked_at = time.monotonic()
             return
         if time.monotonic() - self._checked_at <= self.ttl:
             return
         self._checked_at = time.monotonic()
-        stamp = self._stamp_now()
+        stamp = self.stamp()
         if stamp != self._stamp:
             self.invalidate()
             self._stamp = stamp
