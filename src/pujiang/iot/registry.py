@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import defaultdict
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select, tuple_
+from sqlalchemy import func, select
 
 from pujiang.iot.mapping import AttrMap, DeviceProfile, Instance, PayloadError, static_instance
 from pujiang.iot.models import IotDevice, IotService
@@ -60,9 +62,16 @@ def _merged(group: list[dict[str, Any]], own: list[dict[str, Any]], key: str) ->
     return [entry for entry in group if entry.get(key) not in mine] + list(own)
 
 
-def build_profile(
-    device: IotDevice, service: IotService, expand: Callable[[str], str]
-) -> DeviceProfile:
+@dataclass(frozen=True)
+class _Parts:
+    """A device's resolved mappings, statics and commands."""
+
+    attrs: dict[str, AttrMap]
+    statics: dict[str, Instance]
+    commands: tuple[str, ...]
+
+
+def _parts(device: Any, service: IotService, expand: Callable[[str], str]) -> _Parts:
     mappings = _merged(service.attributes or [], device.attributes or [], "object_id")
     attrs = {m.object_id: m for m in (attr_map(raw, expand) for raw in mappings)}
     statics: dict[str, Instance] = {}
@@ -70,6 +79,26 @@ def build_profile(
         static = attr_map(raw, expand)
         statics[static.iri] = static_instance(static, raw.get("value"))
     commands = _merged(service.commands or [], device.commands or [], "name")
+    return _Parts(attrs, statics, tuple(str(c["name"]) for c in commands))
+
+
+def _own_nothing(device: Any) -> bool:
+    return not (device.attributes or device.static_attributes or device.commands)
+
+
+def build_profile(
+    device: Any,
+    service: IotService,
+    expand: Callable[[str], str],
+    group_parts: _Parts | None = None,
+) -> DeviceProfile:
+    """The profile of a device row (an IotDevice or a row of its columns). `group_parts`, the
+    group's own parts, is used as is for a device that adds nothing to its group: most of a
+    fleet, which then shares them instead of building copies."""
+    if group_parts is not None and _own_nothing(device):
+        parts = group_parts
+    else:
+        parts = _parts(device, service, expand)
     return DeviceProfile(
         pk=device.pk,
         tenant=device.tenant,
@@ -80,14 +109,35 @@ def build_profile(
         type_iri=expand(device.entity_type),
         transport=device.transport,
         endpoint=device.endpoint,
-        commands=tuple(str(c["name"]) for c in commands),
+        commands=parts.commands,
         expected_interval=device.expected_interval or service.expected_interval,
         missed_intervals=device.missed_intervals,
         explicit_attrs=bool(device.explicit_attrs or service.explicit_attrs),
-        attrs=attrs,
-        statics=statics,
+        attrs=parts.attrs,
+        statics=parts.statics,
         expand=expand,
     )
+
+
+_PROFILE_COLUMNS = [
+    getattr(IotDevice, name)
+    for name in (
+        "pk",
+        "tenant",
+        "device_id",
+        "apikey",
+        "entity_id",
+        "entity_type",
+        "transport",
+        "endpoint",
+        "expected_interval",
+        "missed_intervals",
+        "explicit_attrs",
+        "attributes",
+        "static_attributes",
+        "commands",
+    )
+]
 
 
 class DeviceRegistry:
@@ -162,28 +212,36 @@ class DeviceRegistry:
         )
 
     def _fill(self, keys: list[Key]) -> None:
-        apikeys = {k[0] for k in keys} - self._groups
+        """Read the devices of `keys`: per API key, its group once and its devices by id
+        (the (apikey, device_id) index serves each chunk), as plain rows."""
+        wanted: dict[str, list[str]] = defaultdict(list)
+        for apikey, device_id in keys:
+            wanted[apikey].append(device_id)
+        found: dict[Key, DeviceProfile] = {}
         with self.db.session() as session:
             services = {
                 s.apikey: s
-                for s in session.scalars(select(IotService).where(IotService.apikey.in_(apikeys)))
+                for s in session.scalars(select(IotService).where(IotService.apikey.in_(wanted)))
             }
-            for start in range(0, len(keys), CHUNK):
-                chunk = keys[start : start + CHUNK]
-                condition = tuple_(IotDevice.apikey, IotDevice.device_id).in_(chunk)
-                for device in session.scalars(select(IotDevice).where(condition)):
-                    service = (
-                        services.get(device.apikey)
-                        or session.scalars(
-                            select(IotService).where(IotService.apikey == device.apikey)
-                        ).first()
-                    )
-                    if service is None:
-                        continue
-                    services[device.apikey] = service
-                    expand = self.expander(service.ld_context)
-                    profile = build_profile(device, service, expand)
-                    with self._lock:
-                        self._profiles[(device.apikey, device.device_id)] = profile
+            for apikey, service in services.items():
+                expand = self.expander(service.ld_context)
+                group_parts = _parts(_NO_DEVICE_PARTS, service, expand)
+                ids = wanted[apikey]
+                for start in range(0, len(ids), CHUNK):
+                    chosen = IotDevice.device_id.in_(ids[start : start + CHUNK])
+                    query = select(*_PROFILE_COLUMNS).where(IotDevice.apikey == apikey, chosen)
+                    for row in session.execute(query):
+                        profile = build_profile(row, service, expand, group_parts)
+                        found[(apikey, row.device_id)] = profile
         with self._lock:
+            self._profiles.update(found)
             self._groups |= set(services)
+
+
+class _NoDeviceParts:
+    attributes: list[Any] = []  # noqa: RUF012 - read only
+    static_attributes: list[Any] = []  # noqa: RUF012 - read only
+    commands: list[Any] = []  # noqa: RUF012 - read only
+
+
+_NO_DEVICE_PARTS = _NoDeviceParts()
