@@ -190,12 +190,18 @@ def test_notification_triggers(
     create(api, auth, subscription(on_attr_delete.url, notificationTrigger=["attributeDeleted"]))
     publish(context, changed("delete_attrs", entity(pm25=None), entity(), [PM25]))
     [gone_attr] = on_attr_delete.wait(1)
-    assert gone_attr.body["data"][0]["pm25"]["value"] == "urn:ngsi-ld:null"
-    assert "deletedAt" in gone_attr.body["data"][0]["pm25"]
+    # Clause 5.8.6: the type's NGSI-LD Null; deletedAt only with sysAttrs.
+    assert gone_attr.body["data"][0]["pm25"] == {"type": "Property", "value": "urn:ngsi-ld:null"}
     publish(context, changed("delete", None, entity(), []))
     [deleted] = on_delete.wait(1)
     data = deleted.body["data"][0]
     assert data["id"] == "urn:ngsi-ld:AirQualityObserved:1"
+    assert set(data) == {"id", "type", "deletedAt"}
+    # Deleting the entity deleted its attributes too.
+    [attrs_gone] = on_attr_delete.wait(1)
+    data = attrs_gone.body["data"][0]
+    assert data["pm25"] == {"type": "Property", "value": "urn:ngsi-ld:null"}
+    assert data["location"] == {"type": "GeoProperty", "value": "urn:ngsi-ld:null"}
     assert "deletedAt" in data
     assert default.quiet() == []  # default triggers: attributeCreated/attributeUpdated only
     assert on_delete.quiet(0.1) == []

@@ -635,7 +635,9 @@ class Renderer:
         self.fmt = fmt
         self.sys_attrs = sys_attrs
         self.lang = lang
-        self.pick = pick  # compacted member names (id, type and attribute short names)
+        # pick/omit (clause 4.21): entity members (id, type, scope, createdAt, modifiedAt) and
+        # attribute names expanded to IRIs, as `ngsild_projection.Projection.map_names` gives.
+        self.pick = pick
         self.omit = omit or set()
 
     def _wanted(self, member: str) -> bool:
@@ -655,15 +657,12 @@ class Renderer:
             out["scope"] = scope[0] if len(scope) == 1 else scope
         if self.sys_attrs and self.fmt != "simplified":
             for key in ("createdAt", "modifiedAt"):
-                if key in entity:
+                if key in entity and self._wanted(key):
                     out[key] = entity[key]
         for name, instances in entity.items():
-            if name in ENTITY_MEMBERS:
+            if name in ENTITY_MEMBERS or not self._wanted(name):
                 continue
-            short = self.ctx.compact(name)
-            if not self._wanted(short):
-                continue
-            out[short] = self.attribute(instances)
+            out[self.ctx.compact(name)] = self.attribute(instances)
         return out
 
     def attribute(self, instances: list[dict[str, Any]]) -> Any:

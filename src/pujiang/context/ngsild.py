@@ -13,18 +13,21 @@ import secrets
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any, NoReturn, cast
+from typing import Annotated, Any, NoReturn, TypeVar, cast
 from urllib.parse import quote, unquote, urlencode
 
 import orjson
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi.dependencies.models import Dependant
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader, OAuth2PasswordBearer
 from sqlalchemy import CursorResult, delete, select, update
 from starlette.responses import Response
+from starlette.routing import Match
+from starlette.types import Scope
 
-from pujiang.context import jsonld, ngsild_scope
+from pujiang.context import jsonld, ngsild_projection, ngsild_scope
 from pujiang.context.jsonld import (
     CORE_CONTEXT_URL,
     ActiveContext,
@@ -38,6 +41,7 @@ from pujiang.context.jsonld import (
     is_uri,
 )
 from pujiang.context.models import ContextJsonld
+from pujiang.context.ngsild_projection import Projection
 from pujiang.context.service import (
     LOCATION,
     MAX_LIMIT,
@@ -157,14 +161,118 @@ def _as_problem(exc: Exception) -> Response | None:
     return None
 
 
+# -- query parameter checks (clause 6.3.20) and IRIs in path segments ---------------------------
+
+_Endpoint = TypeVar("_Endpoint", bound=Callable[..., Any])
+_TOLERATED: dict[Callable[..., Any], frozenset[str]] = {}
+# Parameters the spec defines for (nearly) every operation that this broker accepts and ignores:
+# `local` (clause 6.3.18: we never forward, so every operation is local) and `via` (v1.9).
+DISTRIBUTION = ("local", "via")
+# Spec-defined parameters of entity retrieval and query (tables 6.4.3.2-1, 6.5.3.1-1) that are
+# accepted but not implemented (docs/context.md "Known gaps"): they do not change the reply.
+NOT_IMPLEMENTED = (
+    "csf",
+    "containedBy",
+    "join",
+    "joinLevel",
+    "entityMap",
+    "geometryProperty",
+    "orderBy",
+    "expandValues",
+    "jsonKeys",
+)
+RETRIEVE_NOT_IMPLEMENTED = (
+    "type",
+    "containedBy",
+    "join",
+    "joinLevel",
+    "entityMap",
+    "geometryProperty",
+)
+
+
+def checked_params(*tolerated: str) -> Callable[[_Endpoint], _Endpoint]:
+    """Mark an operation whose query parameters are checked (clause 6.3.20): a parameter that
+    neither its handler declares nor `tolerated` names (ones the spec defines for the operation
+    that this broker accepts and ignores) is 400 InvalidRequest."""
+
+    def mark(endpoint: _Endpoint) -> _Endpoint:
+        _TOLERATED[endpoint] = frozenset(tolerated)
+        return endpoint
+
+    return mark
+
+
+def _query_names(dependant: Dependant) -> set[str]:
+    names = {field.alias for field in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return names
+
+
+def check_query_names(request: Request, allowed: frozenset[str]) -> None:
+    unknown = sorted({name for name in request.query_params if name not in allowed})
+    if unknown:
+        names = ", ".join(unknown)
+        raise NgsiLdError(
+            "InvalidRequest",
+            f"此操作不支持查询参数 {names}；可用 {', '.join(sorted(allowed)) or '（无）'} / the "
+            f"query parameter(s) {names} are not defined for this operation; allowed: "
+            f"{', '.join(sorted(allowed)) or '(none)'}",
+        )
+
+
+_SLASH = "\ue000"  # stands in for an encoded slash (%2F) of the raw path while routes match
+_ENCODED_SLASH = re.compile("%2f", re.IGNORECASE)
+
+
+def _slash_safe_path(scope: Scope) -> str | None:
+    """The request path with each `%2F` of the raw path kept apart from real `/`s, so that an
+    IRI in a path segment (`/types/https%3A%2F%2Fexample.org%2FT`) matches one parameter; None
+    when the raw path holds no `%2F` (or cannot be lined up with the decoded path)."""
+    raw = scope.get("raw_path")
+    path: str = scope.get("path", "")
+    if not isinstance(raw, bytes) or (b"%2F" not in raw and b"%2f" not in raw) or _SLASH in path:
+        return None
+    safe = unquote(_ENCODED_SLASH.sub(_SLASH, raw.decode("latin-1")))
+    plain = safe.replace(_SLASH, "/")
+    if not path.endswith(plain):
+        return None
+    return path[: len(path) - len(plain)] + safe
+
+
 class NgsiLdRoute(APIRoute):
-    """Turns broker, @context and parameter errors into NGSI-LD ProblemDetails."""
+    """Turns broker, @context and parameter errors into NGSI-LD ProblemDetails; lets path
+    parameters hold IRIs with percent-encoded slashes; checks the query parameters of the
+    operations marked with `checked_params`."""
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        super().__init__(path, endpoint, **kwargs)
+        tolerated = _TOLERATED.get(endpoint)
+        self.query_names: frozenset[str] | None = (
+            None if tolerated is None else frozenset(_query_names(self.dependant) | tolerated)
+        )
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        safe = _slash_safe_path(scope)
+        if safe is None:
+            return super().matches(scope)
+        match, child = super().matches({**scope, "path": safe})
+        params = child.get("path_params")
+        if params:
+            child["path_params"] = {
+                k: v.replace(_SLASH, "/") if isinstance(v, str) else v for k, v in params.items()
+            }
+        return match, child
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
         async def route(request: Request) -> Response:
             try:
+                allowed = getattr(self, "query_names", None)  # set after APIRoute.__init__
+                if allowed is not None:
+                    check_query_names(request, allowed)
                 return await handler(request)
             except Exception as exc:
                 response = _as_problem(exc)
@@ -357,7 +465,9 @@ Ld = Annotated[LdRequest, Depends(ld_request)]
 
 
 def read_payload(request: Request, body: bytes, ld: LdRequest, *, merge: bool = False) -> Any:
-    """The JSON payload; for application/ld+json its @context replaces the Link one in `ld`."""
+    """The JSON payload; for application/ld+json its @context replaces the Link one in `ld`.
+    `merge`: a PATCH, which also takes application/merge-patch+json (clause 6.3.4), read as
+    application/json (the @context from the Link header)."""
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     allowed = (JSON, LD_JSON, MERGE_PATCH) if merge else (JSON, LD_JSON)
     if media not in allowed:
@@ -418,43 +528,69 @@ def _options(options: str | None) -> set[str]:
     return {o.strip() for o in (options or "").split(",") if o.strip()}
 
 
+# `options` and `format` values of entity retrieval and query (clauses 6.3.7, 6.3.11).
+READ_OPTIONS = frozenset({"keyValues", "simplified", "concise", "normalized", "sysAttrs"})
+READ_FORMATS = ("normalized", "concise", "simplified", "keyValues")
+NO_OVERWRITE = frozenset({"noOverwrite"})  # append attributes, batch update
+
+
+def check_options(options: str | None, allowed: frozenset[str]) -> set[str]:
+    """The `options` values; 400 InvalidRequest for a value the operation does not support
+    (clause 6.3.20), naming it and the ones it does."""
+    opts = _options(options)
+    unknown = opts - allowed
+    if unknown:
+        bad = ", ".join(sorted(unknown))
+        raise InvalidRequest(
+            f"此操作不支持 options 值 {bad}；可用 {', '.join(sorted(allowed))} / options value(s) "
+            f"{bad} are not supported by this operation; use {', '.join(sorted(allowed))}"
+        )
+    return opts
+
+
 def _renderer(
     ld: LdRequest,
     options: str | None,
     fmt: str | None,
     lang: str | None = None,
-    pick: str | None = None,
-    omit: str | None = None,
+    pick: Any = None,
+    omit: Any = None,
+    attrs: Any = None,
 ) -> Renderer:
-    opts = _options(options)
-    known = {"keyValues", "simplified", "concise", "normalized", "sysAttrs", "noOverwrite"}
-    unknown = opts - known
-    if unknown:
-        raise BadData(f"未知的 options：{', '.join(sorted(unknown))} / unknown options")
+    opts = check_options(options, READ_OPTIONS)
     chosen = "normalized"
     if opts & {"keyValues", "simplified"}:
         chosen = "simplified"
     elif "concise" in opts:
         chosen = "concise"
-    if fmt:
+    if fmt is not None:
         aliases = {"keyValues": "simplified", "simplified": "simplified"}
-        if fmt not in ("normalized", "concise", "simplified", "keyValues"):
-            raise BadData(f"未知的 format：{fmt} / unknown format {fmt!r}")
+        if fmt not in READ_FORMATS:
+            raise InvalidRequest(
+                f"format 只能是 {'、'.join(READ_FORMATS)}，不是 {fmt!r} / format must be one of "
+                f"{', '.join(READ_FORMATS)}, not {fmt!r}"
+            )
         chosen = aliases.get(fmt, fmt)
-
-    def names(text: str | None) -> set[str] | None:
-        if text is None:
-            return None
-        return {n.strip() for n in text.split(",") if n.strip()}
-
+    shown = projection(ld, pick, omit, attrs)
     return Renderer(
         ld.ctx,
         fmt=chosen,
         sys_attrs="sysAttrs" in opts,
         lang=lang,
-        pick=names(pick),
-        omit=names(omit),
+        pick=None if shown.pick is None else set(shown.pick),
+        omit=set(shown.omit),
     )
+
+
+def projection(ld: LdRequest, pick: Any, omit: Any, attrs: Any = None) -> Projection:
+    """`pick`/`omit` (clause 4.21; query-string text or the Query's string arrays) with the
+    attribute names expanded; 400 BadRequestData when malformed, asking for Linked Entity
+    retrieval, combined with `attrs`, or naming a member in both."""
+    try:
+        parsed = ngsild_projection.parse_projection(pick, omit, attrs_given=attrs is not None)
+    except ngsild_projection.ProjectionError as exc:
+        raise BadData(str(exc)) from exc
+    return parsed.map_names(ld.ctx.expand)
 
 
 # -- replies ------------------------------------------------------------------------------------
@@ -547,12 +683,13 @@ def _batch_reply(result: BatchResult, parse_errors: list[dict[str, Any]], *, ok:
 
 
 @router.post("/entities", status_code=201, summary="创建实体 / create an entity")
+@checked_params(*DISTRIBUTION)
 def create_entity(request: Request, ld: Ld, body: Body, principal: Writer) -> Response:
     payload = read_payload(request, body, ld)
     entity = expand_entity(payload, ld.ctx)
     ld.broker.create(ld.tenant, entity, owner=principal.department_code)
     request.state.audit_target = entity["id"]
-    return Response(status_code=201, headers=location(f"{PREFIX}/entities/{entity['id']}"))
+    return Response(status_code=201, headers=entity_location(entity["id"]))
 
 
 def parse_types(text: str, ctx: ActiveContext) -> list[frozenset[str]]:
@@ -613,11 +750,56 @@ def location(path: str) -> dict[str, str]:
     return {"Location": quote(path, safe="/:@!$&'()*+,;=~")}
 
 
+def entity_location(entity_id: str, collection: str = "/entities/") -> dict[str, str]:
+    """The Location of a created entity: its id as one path segment, a '/' in it as %2F (an
+    IRI id such as https://example.org/e/1), so that the URL leads back to the entity."""
+    return {"Location": quote(PREFIX + collection) + quote(entity_id, safe=":@!$&'()*+,;=~")}
+
+
 def _split(text: str | None) -> list[str] | None:
     if text is None:
         return None
     items = [t.strip() for t in text.split(",") if t.strip()]
     return items or None
+
+
+NONE_DATASET = "@none"  # the default instance in a `datasetId` list (clause 4.5.5)
+
+
+def parse_datasets(text: str | None) -> set[str] | None:
+    """The `datasetId` query parameter: datasetIds (URIs), `@none` for the default instance,
+    as the set of `dataset_of` values to keep ("" = default); None when absent."""
+    if text is None:
+        return None
+    items = _split(text)
+    if not items:
+        raise BadData("datasetId 不能为空 / datasetId must not be empty")
+    datasets: set[str] = set()
+    for item in items:
+        if item == NONE_DATASET:
+            datasets.add("")
+        elif is_uri(item):
+            datasets.add(item)
+        else:
+            raise BadData(
+                f"datasetId 必须是 URI 或 @none，不是 {item!r} / datasetId must be a URI or "
+                f"@none, not {item!r}"
+            )
+    return datasets
+
+
+def only_datasets(entity: Entity, datasets: set[str]) -> Entity:
+    """The entity with only the attribute instances of `datasets` (clause 5.7.1/5.7.2
+    `datasetId`); an attribute left with no instance is dropped, the entity itself stays."""
+    out: Entity = {}
+    for name, value in entity.items():
+        if name in jsonld.ENTITY_MEMBERS or not isinstance(value, list):
+            out[name] = value
+            continue
+        kept = [i for i in value if str(i.get("datasetId") or "") in datasets]
+        if kept:
+            out[name] = kept
+    return out
 
 
 def build_query(
@@ -743,6 +925,7 @@ def _query_reply(
     query: BrokerQuery,
     renderer: Renderer,
     geoproperty: str | None = None,
+    datasets: set[str] | None = None,
 ) -> Response:
     wanted = query.limit
     query.limit = wanted + 1 if wanted else 0
@@ -755,6 +938,8 @@ def _query_reply(
             {k: v for k, v in e.items() if k in jsonld.ENTITY_MEMBERS or k in keep}
             for e in entities
         ]
+    if datasets is not None:
+        entities = [only_datasets(e, datasets) for e in entities]
     headers: dict[str, str] = {}
     if total is not None:
         headers["NGSILD-Results-Count"] = str(total)
@@ -767,6 +952,7 @@ def _query_reply(
 
 
 @router.get("/entities", summary="查询实体 / query entities")
+@checked_params(*DISTRIBUTION, *NOT_IMPLEMENTED)
 def query_entities(
     request: Request,
     ld: Ld,
@@ -789,8 +975,10 @@ def query_entities(
     options: str | None = None,
     format: str | None = None,
     lang: str | None = None,
+    datasetId: str | None = None,  # noqa: N803 - the NGSI-LD parameter name
 ) -> Response:
-    renderer = _renderer(ld, options, format, lang, pick, omit)
+    renderer = _renderer(ld, options, format, lang, pick, omit, attrs)
+    datasets = parse_datasets(datasetId)
     query = build_query(
         ld,
         id=id,
@@ -807,10 +995,11 @@ def query_entities(
         offset=offset,
         count=count,
     )
-    return _query_reply(request, ld, query, renderer, geoproperty)
+    return _query_reply(request, ld, query, renderer, geoproperty, datasets)
 
 
 @router.get("/entities/{entity_id}", summary="读取实体 / retrieve an entity")
+@checked_params(*DISTRIBUTION, *RETRIEVE_NOT_IMPLEMENTED)
 def retrieve_entity(
     entity_id: str,
     ld: Ld,
@@ -822,19 +1011,31 @@ def retrieve_entity(
     format: str | None = None,
     lang: str | None = None,
     geoproperty: str | None = None,
+    datasetId: str | None = None,  # noqa: N803 - the NGSI-LD parameter name
 ) -> Response:
     check_entity_id(entity_id)
-    renderer = _renderer(ld, options, format, lang, pick, omit)
+    renderer = _renderer(ld, options, format, lang, pick, omit, attrs)
+    datasets = parse_datasets(datasetId)
     entity = ld.broker.retrieve(ld.tenant, entity_id)
+    if datasets is not None:
+        entity = only_datasets(entity, datasets)
     wanted = _split(attrs)
     if wanted:
         keep = {ld.ctx.expand(a) for a in wanted}
         entity = {k: v for k, v in entity.items() if k in jsonld.ENTITY_MEMBERS or k in keep}
     prop = ld.ctx.expand(geoproperty) if geoproperty else LOCATION
-    return reply(ld, renderer.entity(entity), geoproperty=prop, renderer=renderer)
+    shown = renderer.entity(entity)
+    if not shown:  # pick/omit left no member of the entity
+        raise NotFound(
+            f"实体 {entity_id} 在 pick/omit 之后没有剩余成员 / nothing of entity {entity_id} "
+            "is left after pick/omit",
+            id=entity_id,
+        )
+    return reply(ld, shown, geoproperty=prop, renderer=renderer)
 
 
 @router.put("/entities/{entity_id}", status_code=204, summary="替换实体 / replace an entity")
+@checked_params(*DISTRIBUTION, "type")
 def replace_entity(entity_id: str, request: Request, ld: Ld, body: Body, _: Writer) -> Response:
     check_entity_id(entity_id)
     payload = read_payload(request, body, ld)
@@ -850,6 +1051,7 @@ def replace_entity(entity_id: str, request: Request, ld: Ld, body: Body, _: Writ
 @router.patch(
     "/entities/{entity_id}", status_code=204, summary="合并修改实体 / merge-patch an entity"
 )
+@checked_params(*DISTRIBUTION, "type", "observedAt", "lang")
 def merge_entity(entity_id: str, request: Request, ld: Ld, body: Body, _: Writer) -> Response:
     check_entity_id(entity_id)
     payload = read_payload(request, body, ld, merge=True)
@@ -866,6 +1068,7 @@ def merge_entity(entity_id: str, request: Request, ld: Ld, body: Body, _: Writer
 
 
 @router.delete("/entities/{entity_id}", status_code=204, summary="删除实体 / delete an entity")
+@checked_params(*DISTRIBUTION, "type")
 def delete_entity(entity_id: str, ld: Ld, _: Writer) -> Response:
     check_entity_id(entity_id)
     ld.broker.require_tenant(ld.tenant)
@@ -873,18 +1076,22 @@ def delete_entity(entity_id: str, ld: Ld, _: Writer) -> Response:
     return no_content()
 
 
-def _fragment(payload: Any, ld: LdRequest, entity_id: str) -> Entity:
+def _fragment(payload: Any, ld: LdRequest, entity_id: str, *, allow_null: bool = False) -> Entity:
     if not isinstance(payload, dict):
         raise BadData("请求体必须是 JSON 对象 / the body must be a JSON object")
     if payload.get("id", entity_id) != entity_id:
         raise BadData("请求体中的 id 与路径不一致 / the id in the body differs from the path")
-    fragment = expand_entity({**payload, "id": entity_id}, ld.ctx, require_type=False)
+    fragment = expand_entity(
+        {**payload, "id": entity_id}, ld.ctx, require_type=False, allow_null=allow_null
+    )
     if len([k for k in fragment if k not in jsonld.ENTITY_MEMBERS]) == 0 and not fragment["type"]:
         raise BadData("请求体中没有属性 / the body holds no attribute")
     return fragment
 
 
 @router.post("/entities/{entity_id}/attrs", status_code=204, summary="追加属性 / append attributes")
+@router.post("/entities/{entity_id}/attrs/", status_code=204, include_in_schema=False)
+@checked_params(*DISTRIBUTION, "type")
 def append_attrs(
     entity_id: str,
     request: Request,
@@ -895,9 +1102,7 @@ def append_attrs(
 ) -> Response:
     check_entity_id(entity_id)
     payload = read_payload(request, body, ld)
-    opts = _options(options)
-    if opts - {"noOverwrite"}:
-        raise BadData(f"未知的 options：{options} / unknown options {options!r}")
+    opts = check_options(options, NO_OVERWRITE)
     fragment = _fragment(payload, ld, entity_id)
     result = ld.broker.append_attrs(
         ld.tenant, entity_id, fragment, no_overwrite="noOverwrite" in opts
@@ -908,10 +1113,13 @@ def append_attrs(
 @router.patch(
     "/entities/{entity_id}/attrs", status_code=204, summary="更新属性 / update attributes"
 )
+@router.patch("/entities/{entity_id}/attrs/", status_code=204, include_in_schema=False)
+@checked_params(*DISTRIBUTION, "type")
 def update_attrs(entity_id: str, request: Request, ld: Ld, body: Body, _: Writer) -> Response:
     check_entity_id(entity_id)
-    payload = read_payload(request, body, ld)
-    fragment = _fragment(payload, ld, entity_id)
+    payload = read_payload(request, body, ld, merge=True)  # PATCH: merge-patch+json (6.3.4)
+    # NGSI-LD Nulls delete here (clause 5.6.2), so a GeoProperty's may pass validation.
+    fragment = _fragment(payload, ld, entity_id, allow_null=True)
     result = ld.broker.update_attrs(ld.tenant, entity_id, fragment)
     return _update_result(result, ld.ctx)
 
@@ -921,12 +1129,13 @@ def update_attrs(entity_id: str, request: Request, ld: Ld, body: Body, _: Writer
     status_code=204,
     summary="部分更新一个属性 / partial attribute update",
 )
+@checked_params(*DISTRIBUTION, "type")
 def patch_attr(
     entity_id: str, attr: str, request: Request, ld: Ld, body: Body, _: Writer
 ) -> Response:
     check_entity_id(entity_id)
     jsonld.check_name(attr)
-    payload = read_payload(request, body, ld)
+    payload = read_payload(request, body, ld, merge=True)  # PATCH: merge-patch+json (6.3.4)
     if not isinstance(payload, dict):
         raise BadData("请求体必须是 JSON 对象 / the body must be a JSON object")
     name = ld.ctx.expand(attr)
@@ -957,6 +1166,7 @@ def patch_attr(
 @router.put(
     "/entities/{entity_id}/attrs/{attr}", status_code=204, summary="替换属性 / replace an attribute"
 )
+@checked_params(*DISTRIBUTION, "type")
 def replace_attr(
     entity_id: str, attr: str, request: Request, ld: Ld, body: Body, _: Writer
 ) -> Response:
@@ -972,6 +1182,7 @@ def replace_attr(
 @router.delete(
     "/entities/{entity_id}/attrs/{attr}", status_code=204, summary="删除属性 / delete an attribute"
 )
+@checked_params(*DISTRIBUTION, "type", "lang")
 def delete_attr(
     entity_id: str,
     attr: str,
@@ -989,6 +1200,48 @@ def delete_attr(
         ld.tenant, entity_id, ld.ctx.expand(attr), dataset_id=datasetId, delete_all=deleteAll
     )
     return no_content()
+
+
+def _route_path(scope: Scope) -> str:
+    path: str = scope.get("path", "")
+    root: str = scope.get("root_path", "")
+    return path[len(root) :] if root and path.startswith(root + "/") else path
+
+
+class _EmptySegmentRoute(NgsiLdRoute):
+    """Takes the `/entities/...` paths that hold an empty segment (`/entities//attrs/speed`,
+    or an IRI id sent with bare slashes) and `PUT`/`PATCH`/`DELETE /entities/` (no entity id),
+    which no other route serves, so that they answer 400 BadRequestData rather than 404 or 405.
+    `GET`/`POST /entities/` keep the usual redirect to `/entities`."""
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        if scope.get("type") != "http":
+            return Match.NONE, {}
+        safe = _slash_safe_path(scope)  # an IRI's encoded // is no empty segment
+        rest = _route_path({**scope, "path": safe} if safe else scope).removeprefix(PREFIX)
+        if not rest.startswith("/entities/"):
+            return Match.NONE, {}
+        no_id = rest == "/entities/" and scope.get("method") in ("PUT", "PATCH", "DELETE")
+        if "//" not in rest and not no_id:
+            return Match.NONE, {}
+        return super().matches(scope)
+
+
+def _empty_segment(request: Request) -> Response:
+    raise BadData(
+        f"路径 {request.url.path} 缺少实体 id 或属性名（有空的段）；id 中的 / 请编码为 %2F / the "
+        f"path {request.url.path} lacks an entity id or attribute name (an empty segment); "
+        "percent-encode a '/' inside an id as %2F"
+    )
+
+
+router.add_api_route(
+    "/entities/{rest:path}",
+    _empty_segment,
+    methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"],
+    include_in_schema=False,
+    route_class_override=_EmptySegmentRoute,
+)
 
 
 # -- batch operations ---------------------------------------------------------------------------
@@ -1047,6 +1300,7 @@ def _batch_entities(
 
 
 @router.post("/entityOperations/create", summary="批量创建 / batch create")
+@checked_params(*DISTRIBUTION)
 def batch_create(request: Request, ld: Ld, body: Body, principal: Writer) -> Response:
     entities, errors = _batch_entities(request, body, ld)
     result = (
@@ -1058,12 +1312,15 @@ def batch_create(request: Request, ld: Ld, body: Body, principal: Writer) -> Res
 
 
 @router.post("/entityOperations/upsert", summary="批量创建或更新 / batch upsert")
+@checked_params(*DISTRIBUTION)
 def batch_upsert(
     request: Request, ld: Ld, body: Body, principal: Writer, options: str | None = None
 ) -> Response:
-    opts = _options(options)
-    if opts - {"update", "replace"} or len(opts) > 1:
-        raise BadData("options 只能是 update 或 replace / options must be update or replace")
+    opts = check_options(options, frozenset({"update", "replace"}))
+    if len(opts) > 1:
+        raise InvalidRequest(
+            "options 只能是 update 或 replace 之一 / options must be update or replace, not both"
+        )
     entities, errors = _batch_entities(request, body, ld)
     result = BatchResult()
     if entities:
@@ -1076,21 +1333,35 @@ def batch_upsert(
 
 
 @router.post("/entityOperations/update", summary="批量更新 / batch update")
+@checked_params(*DISTRIBUTION)
 def batch_update(
     request: Request, ld: Ld, body: Body, _: Writer, options: str | None = None
 ) -> Response:
-    opts = _options(options)
-    if opts - {"noOverwrite"}:
-        raise BadData("options 只能是 noOverwrite / options must be noOverwrite")
+    opts = check_options(options, NO_OVERWRITE)
     entities, errors = _batch_entities(request, body, ld, require_type=False)
     result = BatchResult()
     if entities:
         ld.broker.require_tenant(ld.tenant)
         result = ld.broker.batch_update(ld.tenant, entities, no_overwrite="noOverwrite" in opts)
+    for eid, names in result.not_updated.items():
+        # noOverwrite kept some attributes: the entity is not (wholly) updated, so it is a
+        # BatchEntityError naming them rather than a success (a 207 as in clause 5.6.3).
+        result.success = [s for s in result.success if s != eid]
+        shown = ", ".join(ld.ctx.compact(n) for n in names)
+        result.errors.append(
+            (
+                eid,
+                BadData(
+                    f"属性 {shown} 已存在，按 noOverwrite 未改写 / attribute(s) {shown} exist "
+                    "and were not overwritten (noOverwrite)"
+                ),
+            )
+        )
     return _batch_reply(result, errors, ok=204)
 
 
 @router.post("/entityOperations/merge", summary="批量合并修改 / batch merge")
+@checked_params(*DISTRIBUTION)
 def batch_merge(request: Request, ld: Ld, body: Body, _: Writer) -> Response:
     """Clause 5.6.20: each entity merged as by PATCH /entities/{id}; 204 when all are merged,
     else 207 with a BatchOperationResult (`success` ids, `errors` BatchEntityErrors)."""
@@ -1103,6 +1374,7 @@ def batch_merge(request: Request, ld: Ld, body: Body, _: Writer) -> Response:
 
 
 @router.post("/entityOperations/delete", summary="批量删除 / batch delete")
+@checked_params(*DISTRIBUTION)
 def batch_delete(request: Request, ld: Ld, body: Body, _: Writer) -> Response:
     payload = read_payload(request, body, ld)
     if not isinstance(payload, list) or not payload:
@@ -1123,10 +1395,25 @@ def batch_delete(request: Request, ld: Ld, body: Body, _: Writer) -> Response:
             )
     ld.broker.require_tenant(ld.tenant)
     result = ld.broker.batch_delete(ld.tenant, ids) if ids else BatchResult()
+    # The same id again (clause 5.5.11: items in order): the entity is gone by then.
+    seen: set[str] = set()
+    for eid in ids:
+        if eid in seen:
+            result.errors.append(
+                (
+                    eid,
+                    NotFound(
+                        f"实体 {eid} 已被本批中前面的一项删除或不存在 / entity {eid} was deleted "
+                        "by an earlier item of this batch, or does not exist"
+                    ),
+                )
+            )
+        seen.add(eid)
     return _batch_reply(result, errors, ok=204)
 
 
 @router.post("/entityOperations/query", summary="以请求体查询实体 / query entities (POST)")
+@checked_params(*DISTRIBUTION)
 def batch_query(
     request: Request,
     ld: Ld,
@@ -1142,7 +1429,9 @@ def batch_query(
     payload = read_payload(request, body, ld)
     if not isinstance(payload, dict) or payload.get("type") != "Query":
         raise BadData('请求体必须是 {"type": "Query", ...} / the body must be a Query object')
-    renderer = _renderer(ld, options, format, lang)
+    renderer = _renderer(
+        ld, options, format, lang, payload.get("pick"), payload.get("omit"), payload.get("attrs")
+    )
     selectors = payload.get("entities") or []
     if not isinstance(selectors, list) or len(selectors) > 1:
         raise NotSupported(
@@ -1194,6 +1483,7 @@ def _list_id(kind: str) -> str:
 
 
 @router.get("/types", summary="实体类型 / entity types")
+@checked_params(*DISTRIBUTION)
 def list_types(ld: Ld, _: Reader, details: bool = False) -> Response:
     if not details:
         names = ld.broker.entity_types(ld.tenant)
@@ -1216,6 +1506,7 @@ def list_types(ld: Ld, _: Reader, details: bool = False) -> Response:
 
 
 @router.get("/types/{type_name}", summary="实体类型详情 / entity type information")
+@checked_params(*DISTRIBUTION)
 def type_info(type_name: str, ld: Ld, _: Reader) -> Response:
     jsonld.check_name(type_name)
     iri = ld.ctx.expand(type_name)
@@ -1242,6 +1533,7 @@ def type_info(type_name: str, ld: Ld, _: Reader) -> Response:
 
 
 @router.get("/attributes", summary="属性 / attributes")
+@checked_params(*DISTRIBUTION)
 def list_attributes(ld: Ld, _: Reader, details: bool = False) -> Response:
     found = ld.broker.attribute_details(ld.tenant)
     if not details:
@@ -1264,6 +1556,7 @@ def list_attributes(ld: Ld, _: Reader, details: bool = False) -> Response:
 
 
 @router.get("/attributes/{attr}", summary="属性详情 / attribute information")
+@checked_params(*DISTRIBUTION)
 def attribute_info(attr: str, ld: Ld, _: Reader) -> Response:
     jsonld.check_name(attr)
     iri = ld.ctx.expand(attr)

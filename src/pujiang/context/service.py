@@ -218,6 +218,8 @@ class BatchResult:
     success: list[str] = field(default_factory=list)
     created: list[str] = field(default_factory=list)
     errors: list[tuple[str, BrokerError]] = field(default_factory=list)
+    # batch update with noOverwrite: per entity id, the attributes left as they were
+    not_updated: dict[str, list[str]] = field(default_factory=dict)
 
 
 # -- small helpers ------------------------------------------------------------------------------
@@ -921,13 +923,19 @@ class ContextBroker:
         def build(session: Session) -> list[_Write]:
             pk, previous = self._load_one(session, tenant, entity_id)
             write = _updated(pk, previous, fragment, result)
-            return [write] if write.touched else []
+            return [write] if write.touched or write.removed else []
 
         self._commit(tenant, build)
         return result
 
     def patch_attr(self, tenant: str, entity_id: str, name: str, instance: Instance) -> None:
-        """Partial update of one attribute instance (the one with the instance's datasetId)."""
+        """Partial update of one attribute instance (the one with the instance's datasetId).
+
+        Clause 5.5.8: a member whose value is the NGSI-LD Null is deleted (a sub-attribute, or
+        `unitCode`, say); the NGSI-LD Null as the instance's own value (`value`, `object`,
+        `languageMap` {"@none": null}, ...) deletes the instance, recorded in the history as
+        a deletion like DELETE .../attrs/{attr}?datasetId=."""
+        _check_nulls(name, instance, partial=True)
 
         def build(session: Session) -> list[_Write]:
             pk, previous = self._load_one(session, tenant, entity_id)
@@ -940,14 +948,26 @@ class ContextBroker:
                     id=entity_id,
                     attribute=name,
                 )
-            merged = {**current, **instance}
-            if merged.get("type") != current.get("type") and "type" in instance:
+            if "type" in instance and instance["type"] != current.get("type"):
                 raise BadData(
                     f"不能把属性 {name} 的类型从 {current.get('type')} 改为 {instance['type']} / "
                     f"cannot change the type of {name} from {current.get('type')} "
                     f"to {instance['type']}"
                 )
             entity = _copy(previous)
+            if _is_null(instance):
+                _drop_instance(entity, name, dataset)
+                gone = [(name, dataset, current)]
+                return [_Write(previous, entity, "delete_attrs", [], gone, pk)]
+            merged = dict(current)
+            for key, value in instance.items():
+                if key not in ("type", "datasetId") and (
+                    value == NGSI_LD_NULL
+                    or (key not in INSTANCE_KEYS and isinstance(value, dict) and _is_null(value))
+                ):
+                    merged.pop(key, None)
+                else:
+                    merged[key] = value
             entity[name] = _put(entity.get(name, []), merged)
             return [_Write(previous, entity, "update", [(name, dataset)], [], pk)]
 
@@ -1091,10 +1111,20 @@ class ContextBroker:
     def batch_update(
         self, tenant: str, entities: list[Entity], *, no_overwrite: bool = False
     ) -> BatchResult:
-        def step(pk: int, previous: Entity, fragment: Entity) -> _Write:
-            return _appended(pk, previous, fragment, no_overwrite, UpdateResult())
+        kept: dict[str, list[str]] = {}
 
-        return self._batch_steps(tenant, entities, step)
+        def step(pk: int, previous: Entity, fragment: Entity) -> _Write:
+            outcome = UpdateResult()
+            write = _appended(pk, previous, fragment, no_overwrite, outcome)
+            for name, _reason in outcome.not_updated:
+                names = kept.setdefault(fragment["id"], [])
+                if name not in names:
+                    names.append(name)
+            return write
+
+        result = self._batch_steps(tenant, entities, step)
+        result.not_updated = kept
+        return result
 
     def batch_merge(self, tenant: str, fragments: list[Entity]) -> BatchResult:
         """Merge-patch each fragment into its entity (clause 5.6.20, each as `merge`), all in
@@ -1745,10 +1775,14 @@ def _appended(
 
 
 def _updated(pk: int, previous: Entity, fragment: Entity, result: UpdateResult) -> _Write:
+    """PATCH .../attrs (clause 5.6.2): each instance replaces the one with its datasetId; one
+    whose value is the NGSI-LD Null deletes it (the attribute goes with its last instance)."""
     entity = _copy(previous)
     touched: list[tuple[str, str]] = []
+    removed: list[tuple[str, str, Instance]] = []
     for name, instances in attributes_of(fragment):
         for instance in instances:
+            _check_nulls(name, instance)
             dataset = dataset_of(instance)
             old = _find(entity.get(name, ()), dataset)
             if old is None:
@@ -1756,20 +1790,62 @@ def _updated(pk: int, previous: Entity, fragment: Entity, result: UpdateResult) 
                     (name, "实体没有此属性实例 / no such attribute instance on the entity")
                 )
                 continue
-            if old.get("createdAt"):
-                instance = {**instance, "createdAt": old["createdAt"]}
-            entity[name] = _put(entity.get(name, []), instance)
-            touched.append((name, dataset))
+            if _is_null(instance):
+                _drop_instance(entity, name, dataset)
+                removed.append((name, dataset, old))
+            else:
+                if old.get("createdAt"):
+                    instance = {**instance, "createdAt": old["createdAt"]}
+                entity[name] = _put(entity.get(name, []), instance)
+                touched.append((name, dataset))
             if name not in result.updated:
                 result.updated.append(name)
-    return _Write(previous, entity, "update", touched, [], pk)
+    return _Write(previous, entity, "update", touched, removed, pk)
+
+
+# The NGSI-LD Null of each value member (clause 4.5.0): the URI, or for arrays an array holding
+# only it, or for a languageMap {"@none": the URI}.
+_NULL_MEMBERS = (
+    ("value", NGSI_LD_NULL),
+    ("object", NGSI_LD_NULL),
+    ("json", NGSI_LD_NULL),
+    ("vocab", NGSI_LD_NULL),
+    ("languageMap", NGSI_LD_NULL),
+    ("languageMap", {"@none": NGSI_LD_NULL}),
+    ("valueList", [NGSI_LD_NULL]),
+    ("objectList", [NGSI_LD_NULL]),
+    ("vocab", [NGSI_LD_NULL]),
+)
 
 
 def _is_null(instance: Instance) -> bool:
-    return any(instance.get(k) == NGSI_LD_NULL for k in ("value", "object", "languageMap")) or (
-        instance.get("type") == "LanguageProperty"
-        and instance.get("languageMap") == {"@none": NGSI_LD_NULL}
-    )
+    """Whether an instance's value is the NGSI-LD Null (it deletes the instance)."""
+    return any(member in instance and instance[member] == null for member, null in _NULL_MEMBERS)
+
+
+def _check_nulls(name: str, instance: Instance, *, partial: bool = False) -> None:
+    """Nulls an update may not carry: a datasetId cannot be deleted (clause 5.5.8), and a JSON
+    null is no value in JSON-LD (the NGSI-LD Null "urn:ngsi-ld:null" deletes)."""
+    if instance.get("datasetId") == NGSI_LD_NULL:
+        raise BadData(
+            f"属性 {name} 的 datasetId 不能设为 urn:ngsi-ld:null（datasetId 不能删除）/ the "
+            f"datasetId of {name} cannot be deleted by setting it to urn:ngsi-ld:null"
+        )
+    nulls = ", ".join(sorted(k for k, v in instance.items() if v is None)) if partial else ""
+    if nulls:
+        raise BadData(
+            f"属性 {name} 的 {nulls} 不能为 JSON null，删除请用 urn:ngsi-ld:null / {nulls} of "
+            f"{name} cannot be JSON null; send urn:ngsi-ld:null to delete"
+        )
+
+
+def _drop_instance(entity: Entity, name: str, dataset: str) -> None:
+    """Remove the instance of `name` with this datasetId; the attribute goes with its last."""
+    left = [i for i in entity.get(name, ()) if dataset_of(i) != dataset]
+    if left:
+        entity[name] = left
+    else:
+        entity.pop(name, None)
 
 
 def _merge_member(old: Any, new: Any) -> Any:

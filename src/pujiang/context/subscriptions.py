@@ -47,9 +47,10 @@ from pujiang.context.jsonld import (
     ContextNotAvailable,
     ContextProcessor,
     InvalidContext,
-    instance_value,
+    Renderer,
 )
 from pujiang.context.ngsild_geo import GeoQuery, parse_geoquery
+from pujiang.context.ngsild_projection import Projection
 from pujiang.context.ngsild_q import QExpr, evaluate, parse_q
 from pujiang.context.notify import Outgoing, SendError, Senders, endpoint_key
 from pujiang.context.subscription_models import NotificationOutbox, Subscription
@@ -75,35 +76,24 @@ TRIGGERS = (
 DEFAULT_TRIGGERS = ("attributeCreated", "attributeUpdated")
 ENTITY_TRIGGERS = frozenset({"entityCreated", "entityUpdated", "entityDeleted"})
 FORMATS = ("normalized", "keyValues", "concise")
+# "simplified" is the v1.8 name of keyValues (Table 5.2.14-1); documents keep what was written.
+FORMAT_ALIASES = {"simplified": "keyValues"}
 ENTITY_MEMBERS = frozenset(
     {"id", "type", "@context", "scope", "createdAt", "modifiedAt", "deletedAt"}
 )
-SYS_ATTRS = frozenset({"createdAt", "modifiedAt", "deletedAt"})
-# Members of an attribute instance that keep their names (everything else is a sub-attribute
-# under an expanded name).
-INSTANCE_MEMBERS = frozenset(
-    {
-        "type",
-        "value",
-        "object",
-        "objectType",
-        "languageMap",
-        "valueList",
-        "objectList",
-        "vocab",
-        "json",
-        "datasetId",
-        "observedAt",
-        "unitCode",
-        "lang",
-        "createdAt",
-        "modifiedAt",
-        "deletedAt",
-        "previousValue",
-        "previousObject",
-        "previousLanguageMap",
-    }
-)
+# Per attribute type: the member holding the value, the member holding the value before the
+# change (showChanges, clause 4.5.2 ff.) and the NGSI-LD Null of the value (clause 4.5.0), which
+# stands for a deleted attribute in notifications.
+VALUE_MEMBERS: dict[str, tuple[str, str, Any]] = {
+    "Property": ("value", "previousValue", NULL),
+    "GeoProperty": ("value", "previousValue", NULL),
+    "Relationship": ("object", "previousObject", NULL),
+    "LanguageProperty": ("languageMap", "previousLanguageMap", {"@none": NULL}),
+    "ListProperty": ("valueList", "previousValueList", [NULL]),
+    "ListRelationship": ("objectList", "previousObjectList", [NULL]),
+    "JsonProperty": ("json", "previousJson", NULL),
+    "VocabProperty": ("vocab", "previousVocab", NULL),
+}
 
 
 # -- names: expansion and compaction --------------------------------------------------------------
@@ -246,6 +236,8 @@ class Compiled:
     format: str
     sys_attrs: bool
     show_changes: bool
+    # notification.pick/omit (clause 4.21), attribute names expanded: what `data` keeps.
+    projection: Projection = field(default_factory=Projection)
 
     @classmethod
     def build(cls, row: Any, processor: ContextProcessor | None = None) -> Compiled:
@@ -273,10 +265,21 @@ class Compiled:
             q=compile_q(doc["q"], terms) if doc.get("q") else None,
             geo=compile_geo(doc["geoQ"]) if doc.get("geoQ") else None,
             attributes=frozenset(attributes) if attributes else None,
-            format=doc.get("format") or "normalized",
+            format=FORMAT_ALIASES.get(doc.get("format") or "", doc.get("format") or "normalized"),
             sys_attrs=bool(doc.get("sysAttrs")),
             show_changes=bool(doc.get("showChanges")),
+            projection=Projection(
+                frozenset(doc["pick"]) if doc.get("pick") else None,
+                frozenset(doc.get("omit") or ()),
+            ),
         )
+
+    def shows(self, member: str) -> bool:
+        """Whether notifications carry this entity member or attribute (expanded name)."""
+        chosen = self.attributes
+        if chosen is not None and member not in ENTITY_MEMBERS and member not in chosen:
+            return False
+        return self.projection.keeps(member)
 
     def selects(self, entity: dict[str, Any]) -> bool:
         if not self.selectors:
@@ -327,8 +330,27 @@ def compile_geo(geo: dict[str, Any]) -> GeoQuery:
     )
 
 
+def _dataset(instance: dict[str, Any]) -> str:
+    return str(instance.get("datasetId") or "")
+
+
+def _lost_instances(name: str, entity: dict[str, Any], previous: dict[str, Any]) -> bool:
+    """Whether an attribute still present lost some of its instances (datasetIds)."""
+    kept = {_dataset(i) for i in _instances(entity.get(name))}
+    return any(_dataset(i) not in kept for i in _instances(previous.get(name)))
+
+
+def _changed_instances(name: str, entity: dict[str, Any], previous: dict[str, Any]) -> bool:
+    before = {_dataset(i): i for i in _instances(previous.get(name))}
+    return any(before.get(_dataset(i)) != i for i in _instances(entity.get(name)))
+
+
 def event_changes(event: dict[str, Any]) -> dict[str, set[str]]:
-    """trigger -> the attributes (expanded) involved, for one `context.entity.changed` event."""
+    """trigger -> the attributes (expanded) involved, for one `context.entity.changed` event.
+
+    Deleting an entity deletes its attributes too, so it fires `attributeDeleted` as well as
+    `entityDeleted`; an attribute that lost one of its instances (an NGSI-LD Null for one
+    datasetId, say) counts as deleted, and as updated too when another instance changed."""
     operation = event.get("operation")
     entity, previous = event.get("entity"), event.get("previous")
     now_names, before_names = attribute_names(entity), attribute_names(previous)
@@ -336,13 +358,16 @@ def event_changes(event: dict[str, Any]) -> dict[str, set[str]]:
     if operation == "create":
         return {"entityCreated": now_names, "attributeCreated": now_names}
     if operation == "delete":
-        return {"entityDeleted": before_names}
+        return {"entityDeleted": before_names, "attributeDeleted": before_names}
     if operation == "delete_attrs":
         return {"attributeDeleted": named, "entityUpdated": named}
     changes: dict[str, set[str]] = {}
+    now, before = entity or {}, previous or {}
     created = {a for a in named if a in now_names and a not in before_names}
-    updated = {a for a in named if a in now_names and a in before_names}
-    deleted = {a for a in named if a not in now_names}
+    kept = {a for a in named if a in now_names and a in before_names}
+    thinned = {a for a in kept if _lost_instances(a, now, before)}
+    updated = (kept - thinned) | {a for a in thinned if _changed_instances(a, now, before)}
+    deleted = {a for a in named if a not in now_names} | thinned
     if operation == "replace":
         deleted |= before_names - now_names
     if created:
@@ -357,52 +382,147 @@ def event_changes(event: dict[str, Any]) -> dict[str, set[str]]:
 
 
 # -- rendering entities as the subscription asks --------------------------------------------------
+#
+# Current attributes are rendered by the broker's own `jsonld.Renderer` (the representation GET
+# gives); this module adds what only notifications carry (clause 5.8.6): deleted attributes as
+# their type's NGSI-LD Null, the `previous*` members of showChanges, `deletedAt`, and the
+# subscription's attribute selection and pick/omit.
 
 
-def _render_value(
-    instance: dict[str, Any], terms: ActiveContext, sys_attrs: bool
-) -> dict[str, Any]:
+def _members(kind: Any) -> tuple[str, str, Any]:
+    return VALUE_MEMBERS.get(str(kind or "Property"), VALUE_MEMBERS["Property"])
+
+
+def _shown(kind: Any, value: Any, terms: ActiveContext) -> Any:
+    """A value as notifications show it: a VocabProperty's IRIs compacted."""
+    if kind != "VocabProperty":
+        return value
+    if isinstance(value, list):
+        return [terms.compact(v) if isinstance(v, str) else v for v in value]
+    return terms.compact(value) if isinstance(value, str) else value
+
+
+def _renderer(compiled: Compiled) -> Renderer:
+    fmt = {"keyValues": "simplified"}.get(compiled.format, compiled.format)
+    return Renderer(compiled.terms, fmt=fmt, sys_attrs=compiled.sys_attrs)
+
+
+def _header(entity: dict[str, Any], compiled: Compiled) -> dict[str, Any]:
+    terms = compiled.terms
     out: dict[str, Any] = {}
-    for key, value in instance.items():
-        if key in SYS_ATTRS and not sys_attrs:
-            continue
-        if key in INSTANCE_MEMBERS:
-            out[key] = value
-        elif isinstance(value, dict):
-            out[terms.compact(key)] = _render_value(value, terms, sys_attrs)
-        elif isinstance(value, list):
-            out[terms.compact(key)] = [
-                _render_value(v, terms, sys_attrs) if isinstance(v, dict) else v for v in value
-            ]
-        else:
-            out[terms.compact(key)] = value
+    if compiled.shows("id"):
+        out["id"] = entity.get("id")
+    if compiled.shows("type"):
+        types = [terms.compact(t) for t in entity.get("type") or []]
+        out["type"] = types[0] if len(types) == 1 else types
+    scope = entity.get("scope")
+    if scope and compiled.shows("scope"):
+        out["scope"] = scope[0] if isinstance(scope, list) and len(scope) == 1 else scope
+    if compiled.sys_attrs:
+        for member in ("createdAt", "modifiedAt"):
+            if member in entity and compiled.shows(member):
+                out[member] = entity[member]
     return out
 
 
-def _concise(rendered: dict[str, Any]) -> Any:
-    kind = rendered.pop("type", None)
-    if set(rendered) == {"value"}:
-        value = rendered["value"]
-        # A bare value is only unambiguous when it is no object (GeoJSON geometries are fine:
-        # their own "type" tells them apart).
-        if not isinstance(value, dict) or kind == "GeoProperty":
-            return value
-    return rendered
+def _concise_null(item: dict[str, Any]) -> Any:
+    """A deleted instance in the concise representation: without `type` where its member tells
+    it (a GeoProperty's Null does not), a bare Null for a plain Property."""
+    kind = item.get("type")
+    if kind == "GeoProperty":
+        return item
+    out = {k: v for k, v in item.items() if k != "type"}
+    if kind == "Property" and set(out) == {"value"}:
+        return out["value"]
+    return out
+
+
+def _null_instance(
+    old: dict[str, Any], compiled: Compiled, at: str | None, *, with_dataset: bool
+) -> Any:
+    """A deleted instance: its type, the NGSI-LD Null in the type's own value member, and only
+    what is asked for besides (clause 5.8.6): the datasetId, the previous value (showChanges),
+    createdAt/modifiedAt/deletedAt (sysAttrs)."""
+    kind = old.get("type") or "Property"
+    member, previous_member, null = _members(kind)
+    item: dict[str, Any] = {"type": kind, member: orjson.loads(orjson.dumps(null))}
+    if with_dataset and old.get("datasetId"):
+        item["datasetId"] = old["datasetId"]
+    if compiled.show_changes and member in old:
+        item[previous_member] = _shown(kind, old[member], compiled.terms)
+    if compiled.sys_attrs:
+        for stamp in ("createdAt", "modifiedAt"):
+            if stamp in old:
+                item[stamp] = old[stamp]
+        if at:
+            item["deletedAt"] = at
+    return _concise_null(item) if compiled.format == "concise" else item
+
+
+def _gone_attribute(instances: list[dict[str, Any]], compiled: Compiled, at: str | None) -> Any:
+    """A deleted attribute: one Null (the datasetId only when a single instance with one was
+    deleted), or with showChanges one per instance so that each previous value is told."""
+    if compiled.format == "keyValues":
+        return NULL
+    if not instances:
+        instances = [{"type": "Property"}]
+    if len(instances) > 1 and compiled.show_changes:
+        return [_null_instance(i, compiled, at, with_dataset=True) for i in instances]
+    main = next((i for i in instances if "datasetId" not in i), instances[0])
+    return _null_instance(main, compiled, at, with_dataset=len(instances) == 1)
 
 
 def _with_previous(
-    rendered: dict[str, Any], before: dict[str, Any] | None, fmt: str
-) -> dict[str, Any]:
-    if before is None or fmt == "keyValues":
-        return rendered
-    for member, previous_member in (
-        ("value", "previousValue"),
-        ("object", "previousObject"),
-        ("languageMap", "previousLanguageMap"),
-    ):
-        if member in before and before.get(member) != rendered.get(member):
-            rendered[previous_member] = before[member]
-    return rendered
+    item: Any, instance: dict[str, Any], before: dict[str, Any] | None, compiled: Compiled
+) -> Any:
+    """showChanges: the value before the change beside the current one, where it changed."""
+    if before is None:
+        return item
+    kind = instance.get("type") or "Property"
+    member, previous_member, _null = _members(kind)
+    if member not in before or before[member] == instance.get(member):
+        return item
+    if not isinstance(item, dict) or member not in item:
+        item = {"value": item}  # a concise bare value (a GeoProperty's: the geometry itself)
+    item[previous_member] = _shown(kind, before[member], compiled.terms)
+    return item
+
+
+def _simplified(
+    instances: list[dict[str, Any]], gone: list[dict[str, Any]], renderer: Renderer
+) -> Any:
+    if not gone:
+        return renderer.attribute(instances)
+    dataset: dict[str, Any] = {}
+    for instance in instances:
+        plain = {k: v for k, v in instance.items() if k != "datasetId"}
+        dataset[_dataset(instance) or "@none"] = renderer.attribute([plain])
+    for instance in gone:
+        dataset[_dataset(instance) or "@none"] = NULL
+    return {"dataset": dataset}
+
+
+def _attribute(
+    instances: list[dict[str, Any]],
+    gone: list[dict[str, Any]],
+    before: list[dict[str, Any]],
+    compiled: Compiled,
+    renderer: Renderer,
+    at: str | None,
+) -> Any:
+    if compiled.format == "keyValues":
+        return _simplified(instances, gone, renderer)
+    before_by_dataset = {_dataset(i): i for i in before} if compiled.show_changes else {}
+    items: list[Any] = []
+    for instance in instances:
+        item = renderer.instance(instance)
+        if compiled.show_changes:
+            item = _with_previous(
+                item, instance, before_by_dataset.get(_dataset(instance)), compiled
+            )
+        items.append(item)
+    items += [_null_instance(i, compiled, at, with_dataset=True) for i in gone]
+    return items[0] if len(items) == 1 else items
 
 
 def render_entity(
@@ -413,53 +533,55 @@ def render_entity(
     deleted: Iterable[str] = (),
     at: str | None = None,
 ) -> dict[str, Any]:
-    """An entity of the internal form as this subscription wants it in `data`."""
-    terms, fmt = compiled.terms, compiled.format
-    types = [terms.compact(t) for t in entity.get("type") or []]
-    out: dict[str, Any] = {"id": entity["id"], "type": types[0] if len(types) == 1 else types}
-    if compiled.sys_attrs:
-        for member in ("createdAt", "modifiedAt"):
-            if member in entity:
-                out[member] = entity[member]
-    chosen = compiled.attributes
-    names = [n for n in entity if n not in ENTITY_MEMBERS and (chosen is None or n in chosen)]
-    for name in names:
+    """An entity of the internal form as this subscription wants it in `data`; the attributes
+    in `deleted` (expanded) are shown as deleted: wholly gone, or the instances they lost."""
+    before = previous or {}
+    gone_names = set(deleted)
+    renderer = _renderer(compiled)
+    terms = compiled.terms
+    out = _header(entity, compiled)
+    for name in entity:
+        if name in ENTITY_MEMBERS or not compiled.shows(name):
+            continue
         instances = _instances(entity[name])
         if not instances:
             continue
-        short = terms.compact(name)
-        if fmt == "keyValues":
-            default = next((i for i in instances if "datasetId" not in i), instances[0])
-            out[short] = instance_value(default)
+        lost: list[dict[str, Any]] = []
+        if name in gone_names:
+            kept = {_dataset(i) for i in instances}
+            lost = [i for i in _instances(before.get(name)) if _dataset(i) not in kept]
+        out[terms.compact(name)] = _attribute(
+            instances, lost, _instances(before.get(name)), compiled, renderer, at
+        )
+    in_order = [n for n in before if n in gone_names] + sorted(gone_names - set(before))
+    for name in in_order:
+        if name in entity or name in ENTITY_MEMBERS or not compiled.shows(name):
             continue
-        before_by_dataset = {}
-        if compiled.show_changes and previous is not None:
-            before_by_dataset = {i.get("datasetId"): i for i in _instances(previous.get(name))}
-        rendered = []
-        for instance in instances:
-            item = _render_value(instance, terms, compiled.sys_attrs)
-            if compiled.show_changes:
-                item = _with_previous(item, before_by_dataset.get(instance.get("datasetId")), fmt)
-            rendered.append(_concise(item) if fmt == "concise" else item)
-        out[short] = rendered[0] if len(rendered) == 1 else rendered
-    for name in deleted:
-        if chosen is not None and name not in chosen:
-            continue
-        kinds = [i.get("type") for i in _instances((previous or {}).get(name))] or ["Property"]
-        gone: dict[str, Any] = {"type": kinds[0], "value": NULL}
-        if at:
-            gone["deletedAt"] = at
-        out[terms.compact(name)] = gone if fmt != "keyValues" else NULL
+        out[terms.compact(name)] = _gone_attribute(_instances(before.get(name)), compiled, at)
     return out
 
 
-def render_deleted_entity(previous: dict[str, Any], compiled: Compiled, at: str) -> dict[str, Any]:
-    types = [compiled.terms.compact(t) for t in previous.get("type") or []]
-    return {
-        "id": previous["id"],
-        "type": types[0] if len(types) == 1 else types,
-        "deletedAt": at,
-    }
+def render_deleted_entity(
+    previous: dict[str, Any],
+    compiled: Compiled,
+    at: str,
+    attributes: Iterable[str] | None = None,
+) -> dict[str, Any]:
+    """A deleted entity (clause 5.8.6): `id`, `type`, `deletedAt` (with sysAttrs also
+    `createdAt`/`modifiedAt`) and, as deleted attributes, those named in `attributes` (an
+    `attributeDeleted` notification) or, with showChanges, all of them with their values
+    before the deletion."""
+    out = _header(previous, compiled)
+    out["deletedAt"] = at
+    if attributes is None:
+        attributes = attribute_names(previous) if compiled.show_changes else ()
+    wanted = set(attributes)
+    for name in previous:
+        if name not in wanted or name in ENTITY_MEMBERS or not compiled.shows(name):
+            continue
+        instances = _instances(previous[name])
+        out[compiled.terms.compact(name)] = _gone_attribute(instances, compiled, at)
+    return out
 
 
 # -- store ----------------------------------------------------------------------------------------
@@ -715,10 +837,17 @@ class Matcher:
         at: str,
     ) -> dict[str, Any]:
         entity, previous = event.get("entity"), event.get("previous")
-        if trigger == "entityDeleted" or entity is None:
-            return render_deleted_entity(previous or {"id": event.get("id")}, compiled, at)
+        if entity is None:  # the entity was deleted
+            before = previous or {"id": event.get("id"), "type": event.get("type") or []}
+            if trigger == "entityDeleted":
+                return render_deleted_entity(before, compiled, at)
+            # attributeDeleted: the deleted attributes that fired it (the watched ones).
+            gone = changes.get("attributeDeleted", set())
+            if compiled.watched is not None:
+                gone = gone & compiled.watched
+            return render_deleted_entity(before, compiled, at, gone)
         deleted = changes.get("attributeDeleted", set()) if trigger != "entityCreated" else set()
-        return render_entity(entity, compiled, previous=previous, deleted=sorted(deleted), at=at)
+        return render_entity(entity, compiled, previous=previous, deleted=deleted, at=at)
 
 
 # -- notifications: payload and headers -----------------------------------------------------------
