@@ -1201,8 +1201,10 @@ class ContextBroker:
             made = self._create_seeds(session, tenant, readings, existing, outcomes, at)
             writes, late = self._apply_readings(readings, existing, outcomes, at)
             self._sort_late(session, tenant, readings, late, outcomes)
-            lean = [w for w in writes if _plain_readings(w)]
-            other = [w for w in writes if not _plain_readings(w)]
+            lean: list[_Write] = []
+            other: list[_Write] = []
+            for w in writes:
+                (lean if _plain_readings(w) else other).append(w)
             if lean:
                 made += self._persist_readings(session, tenant, lean, at)
             if other:
