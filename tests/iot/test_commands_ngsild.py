@@ -3,7 +3,6 @@ FIWARE users do (the IoT Agent registers for command attributes; Pujiang listens
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import orjson
@@ -17,34 +16,21 @@ from tests.iot.test_commands import (
     DeviceServer,
     Headers,
     entity,
+    http_device,
     listed,
+    operator,
     provision,
     shown,
+    steward,
 )
 from tests.iot.test_mqtt import Publisher, app_consumer, publisher, settings, unique, wait_until
 
 pytestmark = pytest.mark.mqtt
 
-__all__ = ["publisher", "settings"]  # fixtures shared with test_mqtt.py
+# Fixtures shared with test_mqtt.py and test_commands.py.
+__all__ = ["http_device", "operator", "publisher", "settings", "steward"]
 
 ENTITIES = "/ngsi-ld/v1/entities"
-
-
-@pytest.fixture
-def steward(login: Callable[..., Headers]) -> Headers:
-    return login("steward", "data_steward")
-
-
-@pytest.fixture
-def operator(login: Callable[..., Headers]) -> Headers:
-    return login("operator", "operator")
-
-
-@pytest.fixture
-def http_device() -> Iterator[DeviceServer]:
-    server = DeviceServer()
-    yield server
-    server.close()
 
 
 def bridge(client: TestClient) -> CommandBridge:
