@@ -58,6 +58,9 @@ class Settings(BaseSettings):
 
     # NGSI-LD: let GET routes of /ngsi-ld/v1 answer without a token (writes always need one).
     context_anonymous_read: bool = False
+    # NGSI-LD temporal API: the most instances of one attribute in one reply (clause 6.3.10);
+    # beyond it the reply is 206 Partial Content with a Content-Range to page on from.
+    context_temporal_page_size: int = Field(default=1000, ge=1, le=100_000)
 
     mqtt_url: str | None = None
     # Device ingest (docs/iot.md): the MQTT consumer's client id (its persistent session) and,

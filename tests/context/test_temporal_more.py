@@ -237,9 +237,9 @@ def test_concise_query(client: TestClient, sensors: H) -> None:
 def test_bad_representations(client: TestClient, sensors: H) -> None:
     eid = "urn:ngsi-ld:NoiseSensor:1"
     reply = client.get(f"{TEMPORAL}/{eid}?format=keyValues", headers=sensors)
-    assert "concise" in problem(reply, "BadRequestData", 400)["detail"]
+    assert "concise" in problem(reply, "InvalidRequest", 400)["detail"]
     reply = client.get(f"{TEMPORAL}/{eid}?options=simplified", headers=sensors)
-    assert "simplified" in problem(reply, "BadRequestData", 400)["detail"]
+    assert "simplified" in problem(reply, "InvalidRequest", 400)["detail"]
 
 
 # -------------------------------------------------------------------------------------------

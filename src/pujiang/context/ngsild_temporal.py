@@ -11,7 +11,7 @@ import re
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
 from pujiang.context import jsonld, ngsild_q
@@ -34,17 +34,27 @@ from pujiang.context.ngsild import (
     Reader,
     Writer,
     check_entity_id,
+    check_options,
     no_content,
     parse_geo,
     parse_scope,
     parse_types,
+    projection,
     read_payload,
     reply,
 )
 from pujiang.context.ngsild import (
     location as location_header,
 )
-from pujiang.context.service import BadData, Entity, NotSupported, TooManyResults
+from pujiang.context.ngsild_projection import Projection
+from pujiang.context.service import (
+    BadData,
+    Entity,
+    InvalidRequest,
+    NotFound,
+    NotSupported,
+    TooManyResults,
+)
 from pujiang.context.temporal import (
     MAX_LIMIT,
     TemporalPage,
@@ -52,10 +62,14 @@ from pujiang.context.temporal import (
     TemporalStore,
     parse_temporal_query,
 )
+from pujiang.platform.deps import Context
 
 router = APIRouter(prefix=PREFIX + "/temporal", route_class=NgsiLdRoute, tags=["NGSI-LD temporal"])
 
+# `format` and `options` values of the temporal retrieval and query (clauses 6.3.7, 6.3.12,
+# 6.18-6.20); `count` is also taken as an option (as count=true).
 _FORMATS = ("normalized", "concise", "temporalValues", "aggregatedValues")
+_OPTIONS = frozenset({*_FORMATS, "sysAttrs", "count"})
 # Simplified temporal representation (clause 4.5.9): the member holding [[value, time], ...].
 _SIMPLE_MEMBER = {
     "Property": "values",
@@ -72,8 +86,12 @@ _INSTANCE_MEMBER = VALUE_MEMBER
 _WRAPPED = {"LanguageProperty", "JsonProperty", "VocabProperty"}  # values are {member: ...}
 
 
-def store_of(ld: LdRequest) -> TemporalStore:
-    return TemporalStore(ld.broker)
+def temporal_store(ld: Ld, context: Context) -> TemporalStore:
+    """The temporal store of the request's broker, paging per `context_temporal_page_size`."""
+    return TemporalStore(ld.broker, page_size=context.settings.context_temporal_page_size)
+
+
+Store = Annotated[TemporalStore, Depends(temporal_store)]
 
 
 # -- parsing --------------------------------------------------------------------------------
@@ -88,16 +106,9 @@ def _split(text: str | None) -> list[str] | None:
 
 def _representation(options: str | None, fmt: str | None) -> tuple[str, bool]:
     """(normalized | concise | temporalValues | aggregatedValues, sysAttrs). `format` wins over
-    `options`; among options aggregatedValues over temporalValues over concise."""
-    opts = {o.strip() for o in (options or "").split(",") if o.strip()}
-    known = {"temporalValues", "aggregatedValues", "concise", "sysAttrs", "normalized", "count"}
-    unknown = opts - known
-    if unknown:
-        raise BadData(
-            f"未知的 options：{', '.join(sorted(unknown))} / unknown options for temporal "
-            f"requests: {', '.join(sorted(unknown))} (use temporalValues, aggregatedValues, "
-            "concise, sysAttrs)"
-        )
+    `options`; among options aggregatedValues over temporalValues over concise. A value the
+    temporal API does not define is 400 InvalidRequest (clause 6.3.20), as on /entities."""
+    opts = check_options(options, _OPTIONS)
     chosen = "normalized"
     if "concise" in opts:
         chosen = "concise"
@@ -105,10 +116,11 @@ def _representation(options: str | None, fmt: str | None) -> tuple[str, bool]:
         chosen = "temporalValues"
     if "aggregatedValues" in opts:
         chosen = "aggregatedValues"
-    if fmt:
+    if fmt is not None:
         if fmt not in _FORMATS:
-            raise BadData(
-                f"未知的 format：{fmt} / unknown format {fmt!r}; use {', '.join(_FORMATS)}"
+            raise InvalidRequest(
+                f"format 只能是 {'、'.join(_FORMATS)}，不是 {fmt!r} / format must be one of "
+                f"{', '.join(_FORMATS)}, not {fmt!r}"
             )
         chosen = fmt
     return chosen, "sysAttrs" in opts
@@ -146,6 +158,8 @@ def _temporal_query(
     limit: int = DEFAULT_LIMIT,
     offset: int = 0,
     count: bool = False,
+    shown: Projection | None = None,
+    datasets: list[str] | None = None,
 ) -> TemporalQuery:
     query = parse_temporal_query(
         timerel=timerel,
@@ -194,7 +208,38 @@ def _temporal_query(
         query.geo = parse_geo(georel, geometry, coordinates, geoproperty, ld.ctx)
     if scope_q is not None:
         query.scope = parse_scope(scope_q)
+    if shown is not None:
+        query.pick_attrs, query.omit_attrs = shown.attributes()
+    query.datasets = datasets
     return query
+
+
+def _dataset_filter(value: Any) -> list[str] | None:
+    """The `datasetId` parameter (clause 4.5.5): datasetIds (URIs) of the instances to show,
+    "@none" for the default instance; the text of a query string or the Query's array."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        items = [v.strip() for v in value.split(",")]
+    elif isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        items = [v.strip() for v in value]
+    else:
+        raise BadData(
+            "datasetId 必须是字符串或非空字符串数组 / datasetId must be a string or a non-empty "
+            "array of strings"
+        )
+    chosen: list[str] = []
+    for item in items:
+        if item == "@none":
+            chosen.append("")
+        elif is_uri(item):
+            chosen.append(item)
+        else:
+            raise BadData(
+                f"datasetId 必须是 URI 或 @none：{item!r} / each datasetId must be a URI or "
+                f"@none, not {item!r}"
+            )
+    return list(dict.fromkeys(chosen))
 
 
 def _instances(name: str, raw: Any, ctx: ActiveContext) -> list[dict[str, Any]]:
@@ -301,25 +346,36 @@ def _time_of(instance: dict[str, Any], timeproperty: str) -> Any:
     return instance.get(timeproperty) or instance.get("modifiedAt")
 
 
-def _render(page: TemporalPage, ld: LdRequest, representation: str, sys_attrs: bool) -> list[Any]:
+def _render(
+    page: TemporalPage,
+    ld: LdRequest,
+    representation: str,
+    sys_attrs: bool,
+    shown: Projection | None = None,
+) -> list[Any]:
     ctx = ld.ctx
+    shown = shown or Projection()
     keep = {"createdAt", "modifiedAt", "deletedAt"} if sys_attrs else set()
     if page.time_property != "observedAt":
         keep.add(page.time_property)
     out = []
     for entity in page.entities:
-        types = [ctx.compact(t) for t in entity.get("type", [])]
-        rendered: dict[str, Any] = {
-            "id": entity["id"],
-            "type": types[0] if len(types) == 1 else types,
-        }
+        rendered: dict[str, Any] = {}
+        if shown.keeps("id"):
+            rendered["id"] = entity["id"]
+        if shown.keeps("type"):
+            types = [ctx.compact(t) for t in entity.get("type", [])]
+            rendered["type"] = types[0] if len(types) == 1 else types
         for name, instances in entity.items():
-            if name in ("id", "type"):
+            if name in ("id", "type") or not shown.keeps(name):
                 continue
             short = ctx.compact(name)
             if page.aggregated:
                 items = [dict(i) for i in instances]
                 rendered[short] = items[0] if len(items) == 1 else items
+            elif representation == "temporalValues" and not instances:  # cut to nothing
+                kind = page.emptied.get(entity["id"], {}).get(name, "Property")
+                rendered[short] = {"type": kind, _SIMPLE_MEMBER.get(kind, "values"): []}
             elif representation == "temporalValues":
                 rendered[short] = _render_simple(instances, page.time_property, ctx)
             elif representation == "concise":
@@ -418,11 +474,15 @@ def _reply(
 def query_temporal(
     request: Request,
     ld: Ld,
+    store: Store,
     _: Reader,
     id: str | None = None,
     idPattern: str | None = None,  # noqa: N803 - the NGSI-LD parameter names
     type: str | None = None,
     attrs: str | None = None,
+    pick: str | None = None,
+    omit: str | None = None,
+    datasetId: str | None = None,  # noqa: N803
     q: str | None = None,
     georel: str | None = None,
     geometry: str | None = None,
@@ -443,6 +503,7 @@ def query_temporal(
     format: str | None = None,
 ) -> Response:
     representation, sys_attrs = _representation(options, format)
+    shown = projection(ld, pick, omit, attrs)
     count = count or "count" in (options or "").split(",")
     ids = _split(id)
     attr_list = _split(attrs)
@@ -473,25 +534,29 @@ def query_temporal(
         limit=limit,
         offset=offset,
         count=count,
+        shown=shown,
+        datasets=_dataset_filter(datasetId),
     )
-    return _query_reply(request, ld, query, representation, sys_attrs)
+    return _query_reply(request, ld, store, query, representation, sys_attrs, shown)
 
 
 def _query_reply(
-    request: Request, ld: LdRequest, query: TemporalQuery, representation: str, sys_attrs: bool
+    request: Request,
+    ld: LdRequest,
+    store: TemporalStore,
+    query: TemporalQuery,
+    representation: str,
+    sys_attrs: bool,
+    shown: Projection,
 ) -> Response:
-    wanted = query.limit
-    query.limit = wanted + 1 if wanted else 0
-    page = store_of(ld).query(ld.tenant, query)
-    has_next = len(page.entities) > wanted
-    page.entities = page.entities[:wanted]
+    page = store.query(ld.tenant, query)
     headers: dict[str, str] = {}
     if page.total is not None:
         headers["NGSILD-Results-Count"] = str(page.total)
-    links = _page_links(request, query.offset, wanted, has_next)
+    links = _page_links(request, query.offset, query.limit, page.has_next)
     if links:
         headers["Link"] = links
-    return _reply(ld, page, _render(page, ld, representation, sys_attrs), headers)
+    return _reply(ld, page, _render(page, ld, representation, sys_attrs, shown), headers)
 
 
 @router.post(
@@ -501,6 +566,7 @@ def _query_reply(
 def query_temporal_post(
     request: Request,
     ld: Ld,
+    store: Store,
     body: Body,
     _: Reader,
     limit: Annotated[int, Query()] = DEFAULT_LIMIT,
@@ -515,6 +581,7 @@ def query_temporal_post(
             '请求体必须是 Query 对象 / the body must be a Query object ({"type": "Query"})'
         )
     representation, sys_attrs = _representation(options, format)
+    shown = projection(ld, payload.get("pick"), payload.get("omit"), payload.get("attrs"))
     count = count or "count" in (options or "").split(",")
     ids: list[str] = []
     types: list[str] = []
@@ -578,27 +645,37 @@ def query_temporal_post(
         end_time_at=text("endTimeAt"),
         timeproperty=text("timeproperty"),
         last_n=temporal.get("lastN"),
-        aggr_methods=payload.get("aggrMethods") or _aggr(payload, "aggrMethods"),
-        aggr_period=payload.get("aggrPeriodDuration") or _aggr(payload, "aggrPeriodDuration"),
+        aggr_methods=_aggr(payload, temporal, "aggrMethods"),
+        aggr_period=_aggr(payload, temporal, "aggrPeriodDuration"),
         representation=representation,
         limit=limit,
         offset=offset,
         count=count,
+        shown=shown,
+        datasets=_dataset_filter(payload.get("datasetId")),
     )
-    return _query_reply(request, ld, query, representation, sys_attrs)
+    return _query_reply(request, ld, store, query, representation, sys_attrs, shown)
 
 
-def _aggr(payload: dict[str, Any], name: str) -> Any:
-    params = payload.get("aggregationParams")
-    return params.get(name) if isinstance(params, dict) else None
+def _aggr(payload: dict[str, Any], temporal: dict[str, Any], name: str) -> Any:
+    """aggrMethods or aggrPeriodDuration of a Query body: in its `temporalQ`, its `aggrParams`
+    (AggregationParams, v1.9) or `aggregationParams`, or the Query itself, first found."""
+    for holder in (temporal, payload.get("aggrParams"), payload.get("aggregationParams"), payload):
+        if isinstance(holder, dict) and holder.get(name) is not None:
+            return holder[name]
+    return None
 
 
 @router.get("/entities/{entity_id}", summary="读取时间演变 / retrieve temporal evolution")
 def retrieve_temporal(
     entity_id: str,
     ld: Ld,
+    store: Store,
     _: Reader,
     attrs: str | None = None,
+    pick: str | None = None,
+    omit: str | None = None,
+    datasetId: str | None = None,  # noqa: N803
     timerel: str | None = None,
     timeAt: str | None = None,  # noqa: N803 - the NGSI-LD parameter names
     endTimeAt: str | None = None,  # noqa: N803
@@ -611,6 +688,7 @@ def retrieve_temporal(
 ) -> Response:
     check_entity_id(entity_id)
     representation, sys_attrs = _representation(options, format)
+    shown = projection(ld, pick, omit, attrs)
     query = _temporal_query(
         ld,
         ids=None,
@@ -628,9 +706,18 @@ def retrieve_temporal(
         aggr_methods=aggrMethods,
         aggr_period=aggrPeriodDuration,
         representation=representation,
+        shown=shown,
+        datasets=_dataset_filter(datasetId),
     )
-    page = store_of(ld).retrieve(ld.tenant, entity_id, query)
-    return _reply(ld, page, _render(page, ld, representation, sys_attrs)[0])
+    page = store.retrieve(ld.tenant, entity_id, query)
+    rendered = _render(page, ld, representation, sys_attrs, shown)[0]
+    if not rendered:  # pick/omit left no member of the entity
+        raise NotFound(
+            f"实体 {entity_id} 在 pick/omit 之后没有剩余成员 / nothing of entity {entity_id} "
+            "is left after pick/omit",
+            id=entity_id,
+        )
+    return _reply(ld, page, rendered)
 
 
 @router.post(
@@ -638,10 +725,10 @@ def retrieve_temporal(
     status_code=201,
     summary="创建或更新时间演变 / create or update temporal evolution",
 )
-def upsert_temporal(request: Request, ld: Ld, body: Body, _: Writer) -> Response:
+def upsert_temporal(request: Request, ld: Ld, store: Store, body: Body, _: Writer) -> Response:
     payload = read_payload(request, body, ld)
     entity = _temporal_entity(payload, ld.ctx, fragment=False)
-    created = store_of(ld).upsert(ld.tenant, entity)
+    created = store.upsert(ld.tenant, entity)
     request.state.audit_target = entity["id"]
     if created:
         location = f"{PREFIX}/temporal/entities/{entity['id']}"
@@ -652,9 +739,9 @@ def upsert_temporal(request: Request, ld: Ld, body: Body, _: Writer) -> Response
 @router.delete(
     "/entities/{entity_id}", status_code=204, summary="删除时间演变 / delete temporal evolution"
 )
-def delete_temporal(entity_id: str, ld: Ld, _: Writer) -> Response:
+def delete_temporal(entity_id: str, ld: Ld, store: Store, _: Writer) -> Response:
     check_entity_id(entity_id)
-    store_of(ld).delete_entity(ld.tenant, entity_id)
+    store.delete_entity(ld.tenant, entity_id)
     return no_content()
 
 
@@ -663,13 +750,15 @@ def delete_temporal(entity_id: str, ld: Ld, _: Writer) -> Response:
     status_code=204,
     summary="向时间演变追加属性实例 / add attributes to temporal evolution",
 )
-def add_temporal_attrs(entity_id: str, request: Request, ld: Ld, body: Body, _: Writer) -> Response:
+def add_temporal_attrs(
+    entity_id: str, request: Request, ld: Ld, store: Store, body: Body, _: Writer
+) -> Response:
     check_entity_id(entity_id)
     payload = read_payload(request, body, ld)
     fragment = _temporal_entity(payload, ld.ctx, fragment=True)
     if not fragment:
         raise BadData("请求体没有属性 / the body holds no attributes")
-    store_of(ld).add_attrs(ld.tenant, entity_id, fragment)
+    store.add_attrs(ld.tenant, entity_id, fragment)
     return no_content()
 
 
@@ -688,13 +777,14 @@ def delete_temporal_attr(
     entity_id: str,
     attr: str,
     ld: Ld,
+    store: Store,
     _: Writer,
     datasetId: str | None = None,  # noqa: N803 - the NGSI-LD parameter names
     deleteAll: bool = False,  # noqa: N803
 ) -> Response:
     check_entity_id(entity_id)
     jsonld.check_name(attr)
-    store_of(ld).delete_attr(
+    store.delete_attr(
         ld.tenant, entity_id, ld.ctx.expand(attr), _dataset(datasetId), delete_all=deleteAll
     )
     return no_content()
@@ -717,6 +807,7 @@ def modify_temporal_instance(
     instance_id: str,
     request: Request,
     ld: Ld,
+    store: Store,
     body: Body,
     _: Writer,
 ) -> Response:
@@ -742,7 +833,7 @@ def modify_temporal_instance(
             f"请求体应为 {{{attr!r}: [实例]}} / the body must be {{{attr!r}: [instance]}}"
         )
     instance = expand_instance(attr, raw, ld.ctx)
-    store_of(ld).modify_instance(ld.tenant, entity_id, ld.ctx.expand(attr), instance_id, instance)
+    store.modify_instance(ld.tenant, entity_id, ld.ctx.expand(attr), instance_id, instance)
     return no_content()
 
 
@@ -752,10 +843,10 @@ def modify_temporal_instance(
     summary="删除属性实例 / delete an attribute instance",
 )
 def delete_temporal_instance(
-    entity_id: str, attr: str, instance_id: str, ld: Ld, _: Writer
+    entity_id: str, attr: str, instance_id: str, ld: Ld, store: Store, _: Writer
 ) -> Response:
     check_entity_id(entity_id)
     jsonld.check_name(attr)
     _instance_id(instance_id)
-    store_of(ld).delete_instance(ld.tenant, entity_id, ld.ctx.expand(attr), instance_id)
+    store.delete_instance(ld.tenant, entity_id, ld.ctx.expand(attr), instance_id)
     return no_content()

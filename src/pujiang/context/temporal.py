@@ -17,7 +17,7 @@ import re
 import statistics
 from calendar import monthrange
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
@@ -59,6 +59,7 @@ from pujiang.context.service import (
 
 __all__ = [
     "AGGREGATION_METHODS",
+    "DEFAULT_PAGE_SIZE",
     "INSTANCE_ID_PREFIX",
     "TIME_PROPERTIES",
     "Duration",
@@ -84,8 +85,9 @@ AGGREGATION_METHODS = (
     "sumsq",
 )
 INSTANCE_ID_PREFIX = "urn:ngsi-ld:attribute:instance:"
-# Clause 6.3.10: at most this many instances of one attribute in one response (206 beyond).
-INSTANCE_LIMIT = 1000
+# Clause 6.3.10: at most this many instances of one attribute in one response (206 beyond);
+# the setting `context_temporal_page_size` chooses it per app.
+DEFAULT_PAGE_SIZE = 1000
 MAX_LIMIT = 1000
 MAX_PERIODS = 100_000
 CHUNK = 200
@@ -187,10 +189,20 @@ class TemporalQuery:
     scope: ngsild_scope.ScopeExpr | None = None
     aggr_methods: list[str] | None = None
     aggr_period: Duration | None = None
+    # The aggregated representation was asked for (options/format aggregatedValues): only then
+    # do aggrMethods and aggrPeriodDuration apply (clause 4.5.19; they are validated anyway).
+    aggregated: bool = False
     limit: int = 20
     offset: int = 0
     count: bool = False
     sys_attrs: bool = False
+    # Which instances of the selected entities a reply carries; none of these takes part in
+    # selecting the entities (clause 5.7.4.4 applies them to the result set):
+    # `pick`/`omit` (clause 4.21) as attribute IRIs (None: every attribute) ...
+    pick_attrs: list[str] | None = None
+    omit_attrs: list[str] | None = None
+    # ... and the `datasetId` parameter (clause 4.5.5): "" is the default instance ("@none").
+    datasets: list[str] | None = None
 
 
 def _time_param(name: str, value: str | None) -> datetime | None:
@@ -260,11 +272,17 @@ def parse_temporal_query(
         if n < 1:
             raise _bad(f"lastN 必须是正整数：{last_n!r} / lastN must be a positive integer")
         query.last_n = n
+    query.aggregated = aggregated
     if aggregated or aggr_methods is not None:
         if aggr_methods is None or (isinstance(aggr_methods, str) and not aggr_methods.strip()):
             raise _bad(
                 "聚合表示需要 aggrMethods / the aggregated representation needs aggrMethods, "
                 f"e.g. aggrMethods=avg,max (one of {', '.join(AGGREGATION_METHODS)})"
+            )
+        if not isinstance(aggr_methods, str | list | tuple):
+            raise _bad(
+                "aggrMethods 必须是字符串或字符串数组 / aggrMethods must be a comma-separated "
+                "string or an array of strings"
             )
         names = (
             [m.strip() for m in aggr_methods.split(",")]
@@ -274,11 +292,13 @@ def parse_temporal_query(
         unknown = [m for m in names if m not in AGGREGATION_METHODS]
         if unknown or not names:
             raise _bad(
-                f"未知的聚合方法 {unknown} / unknown aggregation method(s) {unknown}: use "
+                f"aggrMethods 中有未知的聚合方法 {unknown} / unknown aggregation method(s) "
+                f"{unknown} in aggrMethods: use "
                 f"{', '.join(AGGREGATION_METHODS)}"
             )
         query.aggr_methods = list(dict.fromkeys(names))
-        query.aggr_period = parse_duration(aggr_period) if aggr_period else Duration()
+        # absent: zero, one period over the whole time range (clause 4.5.19)
+        query.aggr_period = parse_duration(aggr_period) if aggr_period is not None else Duration()
     elif aggr_period is not None:
         raise _bad("aggrPeriodDuration 需要 aggrMethods / aggrPeriodDuration needs aggrMethods")
     return query
@@ -342,26 +362,46 @@ def aggregate(method: str, values: list[Any], relationship: bool = False) -> Any
 
 
 def _periods(
-    start: datetime, end: datetime, period: Duration
+    start: datetime, end: datetime, period: Duration, first: datetime, last: datetime
 ) -> Iterable[tuple[datetime, datetime]]:
-    if period.is_zero:
-        yield start, end
-        return
-    count = 0
+    """The periods [low, high) of a non-zero `period`, laid end to end from `start` and
+    starting before `end`, that can hold an instance timed in [first, last]: those after the
+    last instance are not made, and at most MAX_PERIODS are (TooManyResults)."""
     low = start
-    while low < end:
-        high = period.after(low)
+    count = 0
+    while low < end and low <= last:
+        try:
+            high = period.after(low)
+        except (OverflowError, ValueError):  # past year 9999
+            raise _bad(
+                "aggrPeriodDuration 过长 / aggrPeriodDuration is too long for these times"
+            ) from None
         if high <= low:  # pragma: no cover - durations are positive
             break
-        yield low, high
+        if high > first:
+            yield low, high
+            count += 1
+            if count > MAX_PERIODS:
+                raise TooManyResults(
+                    f"聚合周期超过 {MAX_PERIODS} 个 / more than {MAX_PERIODS} aggregation "
+                    "periods: choose a longer aggrPeriodDuration or a shorter time range",
+                    maximum=MAX_PERIODS,
+                )
         low = high
-        count += 1
-        if count > MAX_PERIODS:
-            raise TooManyResults(
-                f"聚合周期超过 {MAX_PERIODS} 个 / more than {MAX_PERIODS} aggregation periods: "
-                "choose a longer aggrPeriodDuration or a shorter time range",
-                maximum=MAX_PERIODS,
-            )
+
+
+def _period_bound(moment: datetime) -> str:
+    """A period's start or end as an NGSI-LD DateTime (clause 4.6.3) in UTC, as precise as it
+    is: 2020-08-01T12:03:00Z for whole seconds (as the instances and timeAt are written, and
+    as the spec's aggregated examples are), else with milliseconds or microseconds."""
+    moment = moment.astimezone(UTC)
+    text = moment.strftime("%Y-%m-%dT%H:%M:%S")
+    micro = moment.microsecond
+    if micro % 1000:
+        return f"{text}.{micro:06d}Z"
+    if micro:
+        return f"{text}.{micro // 1000:03d}Z"
+    return text + "Z"
 
 
 # --------------------------------------------------------------------------------------------
@@ -377,6 +417,10 @@ class TemporalPage:
     content_range: str | None = None  # "date-time <start>-<end>/<size>" when cut (206)
     aggregated: bool = False
     time_property: str = "observedAt"
+    has_next: bool = False  # a query: more entities after this page (limit/offset)
+    # entity id -> attribute -> kind, of the attributes a cut left without instances (shown
+    # empty; the simplified representation still needs their type)
+    emptied: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @property
     def partial(self) -> bool:
@@ -422,9 +466,13 @@ def parse_instance_id(value: str) -> int | None:
 class TemporalStore:
     """Temporal reads and writes for one database (shares the broker's tenants)."""
 
-    def __init__(self, broker: ContextBroker) -> None:
+    def __init__(self, broker: ContextBroker, page_size: int = DEFAULT_PAGE_SIZE) -> None:
+        if page_size < 1:
+            raise ValueError(f"page_size must be at least 1, not {page_size}")
         self.broker = broker
         self.db = broker.db
+        # Clause 6.3.10: the most instances of one attribute (and datasetId) in one reply.
+        self.page_size = page_size
 
     # -- SQL pieces ------------------------------------------------------------------------------
 
@@ -455,6 +503,18 @@ class TemporalStore:
                 filters.append(column >= query.time_at)
             else:
                 filters.append(and_(column >= query.time_at, column < query.end_time_at))
+        return filters
+
+    @staticmethod
+    def _shown_filters(query: TemporalQuery) -> list[ColumnElement[bool]]:
+        """The instances a reply shows of the entities selected: pick/omit and datasetId."""
+        filters: list[ColumnElement[bool]] = []
+        if query.pick_attrs is not None:
+            filters.append(_H.c.attr.in_(query.pick_attrs))
+        if query.omit_attrs:
+            filters.append(_H.c.attr.not_in(query.omit_attrs))
+        if query.datasets is not None:
+            filters.append(_H.c.dataset_id.in_(query.datasets))
         return filters
 
     def _entity_filters(self, tenant: str, query: TemporalQuery) -> list[ColumnElement[bool]]:
@@ -530,7 +590,7 @@ class TemporalStore:
             _H.c.instance,
             column.label("tval"),
         ]
-        filters = self._row_filters(tenant, query, ids)
+        filters = self._row_filters(tenant, query, ids) + self._shown_filters(query)
         if cap is None:
             statement = select(*columns).where(*filters)
         else:
@@ -590,7 +650,8 @@ class TemporalStore:
     # -- reads -----------------------------------------------------------------------------------
 
     def query(self, tenant: str, query: TemporalQuery) -> TemporalPage:
-        """Matching temporal entities, one page (by entity id), each attribute cut per 6.3.10."""
+        """Matching temporal entities, one page (`limit` entities by id, `has_next` telling
+        whether more follow), their instances cut per 6.3.10."""
         self.broker.require_tenant(tenant)
         if query.limit > MAX_LIMIT:
             raise TooManyResults(
@@ -598,8 +659,12 @@ class TemporalStore:
                 maximum=MAX_LIMIT,
             )
         with self.db.session() as session:
-            ids, total = self._select_ids(session, tenant, query)
-            return self._page(session, tenant, query, ids, total)
+            # one entity more than the page, to know whether another page follows
+            probe = replace(query, limit=query.limit + 1) if query.limit else query
+            ids, total = self._select_ids(session, tenant, probe)
+            page = self._page(session, tenant, query, ids[: query.limit], total)
+            page.has_next = len(ids) > query.limit
+            return page
 
     def retrieve(self, tenant: str, entity_id: str, query: TemporalQuery) -> TemporalPage:
         """One entity's temporal evolution; NotFound if it has no history at all."""
@@ -714,42 +779,50 @@ class TemporalStore:
         total: int | None,
     ) -> TemporalPage:
         types = self._types_of(session, tenant, ids)
-        aggregated = query.aggr_methods is not None
+        aggregated = query.aggregated and query.aggr_methods is not None
         backward = query.last_n is not None
-        limit = INSTANCE_LIMIT
+        limit = self.page_size
         if aggregated:
-            cap = None
-        elif backward and query.last_n is not None and query.last_n <= limit:
+            cap = None  # aggregated replies are not paged: every instance counts
+        elif query.last_n is not None and query.last_n <= limit:
             cap = query.last_n
         else:
-            cap = limit + 1
+            cap = limit + 1  # one more than fits tells that the attribute goes on
         rows = self._load_rows(session, tenant, query, ids, cap, backward)
         grouped: dict[str, dict[tuple[str, str], list[_Row]]] = {i: {} for i in ids}
         for row in rows:
             grouped[row.entity_id].setdefault((row.attr, row.dataset_id), []).append(row)
-        entities: list[Entity] = []
-        content_range = None
         if aggregated:
-            entities = [self._aggregated(i, types, grouped[i], query) for i in ids]
-        else:
-            cut_ranges: list[tuple[datetime, datetime]] = []
-            truncated = False
-            for entity_id in ids:
-                groups, cut = _cut(grouped[entity_id], limit, backward)
-                truncated = truncated or cut
-                entity: Entity = {"id": entity_id, "type": types.get(entity_id, [])}
-                times: list[datetime] = []
-                for (attr, _), members in groups.items():
-                    entity.setdefault(attr, []).extend(
-                        self._instance(r, query.timeproperty) for r in members
-                    )
-                    times.extend(r.time for r in members)
-                if times:
-                    cut_ranges.append((min(times), max(times)))
-                entities.append(entity)
-            if truncated and cut_ranges:
-                content_range = _content_range(query, cut_ranges, backward)
-        return TemporalPage(entities, total, content_range, aggregated, query.timeproperty)
+            summaries = [self._aggregated(i, types, grouped[i], query) for i in ids]
+            return TemporalPage(summaries, total, None, True, query.timeproperty)
+        kinds = {
+            (entity_id, attr): members[0].kind
+            for entity_id, groups in grouped.items()
+            for (attr, _), members in groups.items()
+            if members
+        }
+        grouped, cut = _cut(grouped, limit, backward)
+        entities: list[Entity] = []
+        times: list[datetime] = []
+        emptied: dict[str, dict[str, str]] = {}
+        for entity_id in ids:
+            entity: Entity = {"id": entity_id, "type": types.get(entity_id, [])}
+            for (attr, _), members in grouped[entity_id].items():
+                # an attribute cut to nothing stays, empty: it has instances on a later page
+                entity.setdefault(attr, []).extend(
+                    self._instance(r, query.timeproperty) for r in members
+                )
+                times.extend(r.time for r in members)
+            for name, instances in entity.items():
+                if name not in ("id", "type") and not instances:
+                    emptied.setdefault(entity_id, {})[name] = kinds[(entity_id, name)]
+            entities.append(entity)
+        content_range = None
+        if cut and times:
+            content_range = _content_range(query, min(times), max(times), backward)
+        return TemporalPage(
+            entities, total, content_range, False, query.timeproperty, emptied=emptied
+        )
 
     @staticmethod
     def _instance(row: _Row, timeproperty: str) -> Instance:
@@ -776,29 +849,35 @@ class TemporalStore:
         all_times = [r.time for members in groups.values() for r in members]
         if not all_times:
             return entity
-        start = min(all_times)
-        end = max(all_times) + timedelta(microseconds=1)
+        # The time range of the query (clause 4.5.19): from timeAt (after, between) or the
+        # first instance, to endTimeAt (between), timeAt (before) or the last instance.
+        first, last = min(all_times), max(all_times)
+        start, end, open_end = first, last, True
         if query.timerel in ("after", "between") and query.time_at is not None:
             start = query.time_at
         if query.timerel == "between" and query.end_time_at is not None:
-            end = query.end_time_at
+            end, open_end = query.end_time_at, False
         elif query.timerel == "before" and query.time_at is not None:
-            end = query.time_at
-        bounds = list(_periods(start, end, period))
+            end, open_end = query.time_at, False
+        # periods are half-open: an open range must still hold its last instance
+        stop = end + timedelta(microseconds=1) if open_end else end
         for (attr, dataset), members in groups.items():
             relationship = members[0].kind in ("Relationship", "ListRelationship")
             out: Instance = {"type": members[0].kind}
             if dataset:
                 out["datasetId"] = dataset
-            buckets = _bucket(members, bounds)
+            if period.is_zero:  # one period, the whole range (ending at the last instance)
+                buckets = [((start, end), members)]
+            else:
+                buckets = _buckets(members, start, stop, period, first, last)
             if query.last_n is not None:
                 buckets = buckets[-query.last_n :]
             for method in methods:
                 out[method] = [
                     [
                         aggregate(method, [instance_value(r.instance) for r in rows], relationship),
-                        iso(low),
-                        iso(high),
+                        _period_bound(low),
+                        _period_bound(high),
                     ]
                     for (low, high), rows in buckets
                 ]
@@ -995,13 +1074,41 @@ class TemporalStore:
 # helpers
 
 
-def _bucket(
-    rows: list[_Row], bounds: list[tuple[datetime, datetime]]
-) -> list[tuple[tuple[datetime, datetime], list[_Row]]]:
-    """Rows per period, periods without rows left out."""
-    out: list[tuple[tuple[datetime, datetime], list[_Row]]] = []
-    index = 0
+_Buckets = list[tuple[tuple[datetime, datetime], list[_Row]]]
+
+
+def _buckets(
+    rows: list[_Row],
+    start: datetime,
+    stop: datetime,
+    period: Duration,
+    first: datetime,
+    last: datetime,
+) -> _Buckets:
+    """The rows per period of a non-zero `period`, periods laid end to end from `start` (the
+    last one starting before `stop`); periods without rows are left out. A fixed span finds
+    each row's period by division, so a long range costs nothing; calendar months are
+    walked (`_periods`, at most MAX_PERIODS)."""
     ordered = sorted(rows, key=lambda r: r.time)
+    if period.months:
+        return _bucket(ordered, list(_periods(start, stop, period, first, last)))
+    span = period.span
+    found: dict[int, list[_Row]] = {}
+    for row in ordered:
+        if start <= row.time < stop:
+            found.setdefault((row.time - start) // span, []).append(row)
+    try:
+        return [((start + k * span, start + (k + 1) * span), rs) for k, rs in found.items()]
+    except OverflowError:  # past year 9999
+        raise _bad(
+            "aggrPeriodDuration 过长 / aggrPeriodDuration is too long for these times"
+        ) from None
+
+
+def _bucket(ordered: list[_Row], bounds: list[tuple[datetime, datetime]]) -> _Buckets:
+    """Rows (in time order) per period, periods without rows left out."""
+    out: _Buckets = []
+    index = 0
     for low, high in bounds:
         members = []
         while index < len(ordered) and ordered[index].time < low:
@@ -1014,27 +1121,38 @@ def _bucket(
     return out
 
 
-def _cut(
-    groups: dict[tuple[str, str], list[_Row]], limit: int, backward: bool
-) -> tuple[dict[tuple[str, str], list[_Row]], bool]:
-    """Clause 6.3.10: when an attribute has more than `limit` instances, every attribute is cut
-    at one instant so that no instance falls between two pages."""
-    over = {k: v for k, v in groups.items() if len(v) > limit}
+_Groups = dict[str, dict[tuple[str, str], list[_Row]]]
+
+
+def _cut(grouped: _Groups, limit: int, backward: bool) -> tuple[_Groups, bool]:
+    """Clause 6.3.10: when an attribute (of one entity, one datasetId) has more than `limit`
+    instances, every attribute of every entity of the reply is cut at one instant, so that
+    the Content-Range names one time range that the reply holds completely and the next page
+    (asked from its end on) misses nothing. Each group is in time order, oldest first."""
+    over = [v for groups in grouped.values() for v in groups.values() if len(v) > limit]
     if not over:
-        return groups, False
+        return grouped, False
     if backward:
         # keep the newest `limit`: the boundary is the latest of the oldest kept instants
-        boundary = max(v[len(v) - limit].time for v in over.values())
-        return {k: [r for r in v if r.time >= boundary] for k, v in groups.items()}, True
-    boundary = min(v[limit - 1].time for v in over.values())
-    return {k: [r for r in v if r.time <= boundary] for k, v in groups.items()}, True
+        boundary = max(v[len(v) - limit].time for v in over)
+        return {
+            e: {k: [r for r in v if r.time >= boundary] for k, v in groups.items()}
+            for e, groups in grouped.items()
+        }, True
+    boundary = min(v[limit - 1].time for v in over)
+    return {
+        e: {k: [r for r in v if r.time <= boundary] for k, v in groups.items()}
+        for e, groups in grouped.items()
+    }, True
 
 
 def _content_range(
-    query: TemporalQuery, ranges: list[tuple[datetime, datetime]], backward: bool
+    query: TemporalQuery, earliest: datetime, latest: datetime, backward: bool
 ) -> str:
-    earliest = min(r[0] for r in ranges)
-    latest = max(r[1] for r in ranges)
+    """`date-time <start>-<end>/<size>` of a cut reply (clause 6.3.10): forwards from timeAt
+    (after, between) or the first instance to the last instance returned, size `*`; with
+    lastN backwards from timeAt (before), endTimeAt (between) or the newest instance to the
+    oldest returned, size lastN."""
     if backward:
         if query.timerel == "before" and query.time_at is not None:
             start = query.time_at
