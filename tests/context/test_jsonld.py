@@ -11,8 +11,11 @@ from pujiang.context.jsonld import (
     ContextNotAvailable,
     ContextProcessor,
     InvalidContext,
+    check_context,
+    core_document,
+    is_core_url,
 )
-from tests.context.conftest import BASE, LD, create, problem, station
+from tests.context.conftest import BASE, ERR, LD, create, problem, station
 
 H = dict[str, str]
 SDM = "https://smartdatamodels.org/dataModel.Environment/"
@@ -53,18 +56,18 @@ def test_expand_and_compact_round_trip() -> None:
 
 
 def test_link_header_contexts(client: TestClient, writer: H) -> None:
-    # A remote context that was never stored is 503 LdContextNotAvailable (no internet).
+    # A remote context that was never stored is 504 LdContextNotAvailable (no internet).
     reply = client.get(
         f"{BASE}/entities",
         params={"type": "AirQualityObserved"},
         headers={**writer, "Link": link("https://unknown.example/ctx.jsonld")},
     )
-    problem(reply, "LdContextNotAvailable", 503)
+    problem(reply, "LdContextNotAvailable", 504)
     # Store it as a cached copy of that URL, then use it.
     url = "https://smartdatamodels.org/context.jsonld"
     stored = client.post(f"{BASE}/jsonldContexts", params={"url": url}, json=USER, headers=writer)
     assert stored.status_code == 201, stored.text
-    assert stored.headers["location"] == url
+    assert stored.headers["location"].startswith(f"{BASE}/jsonldContexts/")
     reply = client.post(f"{BASE}/entities", json=station(1), headers={**writer, "Link": link(url)})
     assert reply.status_code == 201, reply.text
     core_view = client.get(
@@ -102,48 +105,128 @@ def test_link_header_contexts(client: TestClient, writer: H) -> None:
     problem(reply, "BadRequestData", 400)
 
 
-def test_jsonld_contexts_api(client: TestClient, writer: H, reader: H) -> None:
-    listing = client.get(f"{BASE}/jsonldContexts", headers=reader)
-    assert listing.json() == [CORE_CONTEXT_URL]
-    reply = client.post(f"{BASE}/jsonldContexts", json=USER, headers=writer)
-    assert reply.status_code == 201
-    location = reply.headers["location"]
-    local = location.rsplit("/", 1)[1]
-    served = client.get(f"{BASE}/jsonldContexts/{local}", headers=reader)
-    assert served.json() == USER
-    details = client.get(
-        f"{BASE}/jsonldContexts", params={"details": "true"}, headers=reader
-    ).json()
-    assert details[1]["kind"] == "Hosted"
-    assert details[1]["url"] == location
-    # Use the hosted context by its URL.
+@pytest.mark.parametrize(
+    "url",
+    [
+        CORE_CONTEXT_URL,
+        "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context.jsonld",
+        "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.6.jsonld",
+        "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.9.jsonld",
+        "http://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.8.jsonld",
+    ],
+)
+def test_published_core_urls_name_the_core(url: str) -> None:
+    assert is_core_url(url)
+    processor = ContextProcessor(lambda _: None)
+    assert processor.active(url) is processor.core
+    assert processor.active([url]) is processor.core
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-non-existing.jsonld",
+        "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v2.0.jsonld",
+        "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.8.jsonld.bak",
+        "https://uri.etsi.org/ngsi-ld/v2/ngsi-ld-core-context.jsonld",
+        "https://uri.etsi.org/ngsi-ld/v1/my-core-context.jsonld",
+        "https://evil.example/ngsi-ld/v1/ngsi-ld-core-context-v1.8.jsonld",
+    ],
+)
+def test_other_urls_are_not_the_core(url: str) -> None:
+    assert not is_core_url(url)
+    with pytest.raises(ContextNotAvailable):
+        ContextProcessor(lambda _: None).active([url])
+
+
+FAKE_CORE = "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-non-existing.jsonld"
+
+
+def test_a_made_up_core_url_is_not_available(client: TestClient, writer: H) -> None:
+    entity = {"id": "urn:ngsi-ld:Building:1", "type": "Building", "@context": [FAKE_CORE]}
+    reply = client.post(f"{BASE}/entities", json=entity, headers={**writer, "Content-Type": LD})
+    problem(reply, "LdContextNotAvailable", 504)
+    problem(
+        client.get(f"{BASE}/entities/urn:ngsi-ld:Building:1", headers=writer),
+        "ResourceNotFound",
+        404,
+    )
+    # In a batch each entity fails on its own (207).
+    batch = [entity, {**entity, "id": "urn:ngsi-ld:Building:2"}]
     reply = client.post(
-        f"{BASE}/entities", json=station(1), headers={**writer, "Link": link(location)}
+        f"{BASE}/entityOperations/create", json=batch, headers={**writer, "Content-Type": LD}
     )
-    assert reply.status_code == 201
-    core = client.get(f"{BASE}/jsonldContexts/core", headers=reader).json()
-    assert core["@context"]["@vocab"] == DEFAULT_VOCAB
-    problem(
-        client.post(f"{BASE}/jsonldContexts", json={"x": 1}, headers=writer), "BadRequestData", 400
-    )
-    problem(
-        client.post(
-            f"{BASE}/jsonldContexts", json={"@context": "https://nowhere.example/c"}, headers=writer
-        ),
-        "LdContextNotAvailable",
-        503,
-    )
-    assert client.post(f"{BASE}/jsonldContexts", json=USER, headers=reader).status_code == 403
-    problem(client.delete(f"{BASE}/jsonldContexts/core", headers=writer), "BadRequestData", 400)
-    assert client.delete(f"{BASE}/jsonldContexts/{local}", headers=writer).status_code == 204
-    problem(
-        client.delete(f"{BASE}/jsonldContexts/{local}", headers=writer), "ResourceNotFound", 404
-    )
-    problem(client.get(f"{BASE}/jsonldContexts/{local}", headers=reader), "ResourceNotFound", 404)
+    assert reply.status_code == 207, reply.text
+    assert reply.json()["success"] == []
+    errors = reply.json()["errors"]
+    assert [e["entityId"] for e in errors] == ["urn:ngsi-ld:Building:1", "urn:ngsi-ld:Building:2"]
+    assert {e["error"]["type"] for e in errors} == {ERR + "LdContextNotAvailable"}
+    assert {e["error"]["status"] for e in errors} == {504}
+    # In a Link header too.
     reply = client.get(
-        f"{BASE}/entities", params={"type": "T"}, headers={**writer, "Link": link(location)}
+        f"{BASE}/entities", params={"type": "Building"}, headers={**writer, "Link": link(FAKE_CORE)}
     )
-    problem(reply, "LdContextNotAvailable", 503)
+    problem(reply, "LdContextNotAvailable", 504)
+    # A subscription's jsonldContext naming it.
+    subscription = {
+        "id": "urn:ngsi-ld:Subscription:fake-core",
+        "type": "Subscription",
+        "entities": [{"type": "Building"}],
+        "notification": {"endpoint": {"uri": "http://127.0.0.1:9/notify"}},
+        "jsonldContext": FAKE_CORE,
+    }
+    problem(
+        client.post(f"{BASE}/subscriptions", json=subscription, headers=writer),
+        "LdContextNotAvailable",
+        504,
+    )
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        42,
+        True,
+        ["https://example.org/ctx.jsonld", 7],
+        [["https://example.org/ctx.jsonld"]],
+        "relative.jsonld",
+        {"A1": 5},
+        {"A1": ["urn:a"]},
+        {"": "urn:a"},
+        {"@vocab": 3},
+        {"@version": 1.0},
+        {"@protected": "yes"},
+        {"A1": {"@id": 5}},
+        {"A1": {"@id": "urn:a", "@context": {"B1": False}}},
+    ],
+)
+def test_check_context_refuses_invalid_syntax(value: object) -> None:
+    with pytest.raises(InvalidContext):
+        check_context(value)
+    # The processor checks the syntax before looking up any URL.
+    with pytest.raises(InvalidContext):
+        ContextProcessor(lambda _: None).active(value)
+
+
+def test_check_context_accepts_valid_contexts() -> None:
+    check_context(core_document()["@context"])
+    check_context(None)
+    check_context(
+        [
+            "https://example.org/ctx.jsonld",
+            "/ngsi-ld/v1/jsonldContexts/0123",
+            None,
+            {
+                "@version": 1.1,
+                "@protected": True,
+                "@vocab": "https://v.example/",
+                "sdm": SDM,
+                "pm25": {"@id": "sdm:pm25", "@type": "@id", "@container": ["@set"]},
+                "gone": None,
+                "scoped": {"@id": "sdm:s", "@context": {"x": "sdm:x"}},
+            },
+        ]
+    )
 
 
 def test_discovery(client: TestClient, writer: H) -> None:

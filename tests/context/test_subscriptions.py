@@ -571,7 +571,7 @@ def test_request_level_errors(api: TestClient, auth: dict[str, str]) -> None:
         content=orjson.dumps({**doc, "@context": "https://example.org/unknown.jsonld"}),
         headers={**auth, "Content-Type": "application/ld+json"},
     )
-    assert unknown_context.status_code == 503
+    assert unknown_context.status_code == 504
     assert unknown_context.json()["type"].endswith("/LdContextNotAvailable")
     for params in ({"limit": "x"}, {"limit": 5000}, {"offset": -1}, {"limit": 0}, {"count": "1"}):
         reply = api.get(SUBS, params=params, headers=auth)

@@ -6,8 +6,10 @@ list of both) becomes an `ActiveContext` mapping short names to IRIs and back. T
 may set `@vocab`, otherwise unknown names fall into the default vocabulary
 `https://uri.etsi.org/ngsi-ld/default-context/`.
 
-Remote contexts are never fetched: a URL resolves to the shipped core, to a context stored
-through `/jsonldContexts` (hosted or cached), or not at all (`ContextNotAvailable`, 503).
+Remote contexts are never fetched: a URL resolves to the shipped core (only the core URLs ETSI
+publishes, `is_core_url`), to a context stored through `/jsonldContexts` (hosted or cached), or
+not at all (`ContextNotAvailable`, 504 LdContextNotAvailable). An @context value is checked for
+JSON-LD syntax (`check_context`) before any of its URLs is looked up.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -31,7 +34,12 @@ MAX_DEPTH = 8  # nested context references followed before giving up (cycles, ab
 CACHE_SIZE = 256
 
 _ABSOLUTE = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:")
-_CORE_URL = re.compile(r"^https?://uri\.etsi\.org/ngsi-ld/.*core-context.*\.jsonld$")
+# The core @context URLs ETSI publishes: the unversioned one and those of v1.3 to v1.9. Each
+# names the shipped v1.8 core; any other URL (`...core-context-non-existing.jsonld`) is an
+# ordinary remote context, resolved like every other.
+_CORE_URL = re.compile(
+    r"^https?://uri\.etsi\.org/ngsi-ld/v1/ngsi-ld-core-context(?:-v1\.[3-9])?\.jsonld$"
+)
 
 # A resolver maps a context URL to the value of its document's "@context" (None: unknown).
 Resolver = Callable[[str], Any]
@@ -53,8 +61,123 @@ def is_absolute_iri(text: str) -> bool:
     return bool(_ABSOLUTE.match(text))
 
 
+def is_context_reference(text: str) -> bool:
+    """An absolute URL, or an absolute-path reference (`/ngsi-ld/v1/jsonldContexts/{id}`, as
+    `Location` gives a hosted @context), which JSON-LD resolves against the request's own URL:
+    the resolver then finds it only among the contexts this broker hosts."""
+    return is_absolute_iri(text) or (text.startswith("/") and not text.startswith("//"))
+
+
 def is_core_url(url: str) -> bool:
     return bool(_CORE_URL.match(url))
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return "array" if isinstance(value, list) else "object"
+
+
+# Keywords a context object may hold (JSON-LD 1.1 context processing) and the JSON types each
+# takes; `@version` must moreover be 1.1. Other `@`-names are ignored, as JSON-LD does.
+_CONTEXT_KEYWORDS: dict[str, tuple[str, ...]] = {
+    "@base": ("string", "null"),
+    "@vocab": ("string", "null"),
+    "@language": ("string", "null"),
+    "@direction": ("string", "null"),
+    "@import": ("string",),
+    "@propagate": ("boolean",),
+    "@protected": ("boolean",),
+    "@version": ("number",),
+    "@type": ("object",),
+}
+# Members of an expanded term definition and the JSON types each takes.
+_TERM_MEMBERS: dict[str, tuple[str, ...]] = {
+    "@id": ("string", "null"),
+    "@reverse": ("string",),
+    "@type": ("string",),
+    "@language": ("string", "null"),
+    "@direction": ("string", "null"),
+    "@container": ("string", "array", "null"),
+    "@index": ("string",),
+    "@nest": ("string",),
+    "@prefix": ("boolean",),
+    "@protected": ("boolean",),
+}
+
+
+def check_context(value: Any, _depth: int = 0) -> None:
+    """Raise `InvalidContext` unless `value` is a syntactically valid @context: null, an absolute
+    URL, a context object, or an array of those (JSON-LD 1.1 "invalid local context", "invalid
+    term definition", ...). Referenced URLs are not looked up here."""
+    if _depth > MAX_DEPTH:
+        raise InvalidContext("@context 嵌套过深 / @context nests too deeply (more than 8 levels)")
+    if isinstance(value, list):
+        for position, item in enumerate(value):
+            if isinstance(item, list):
+                raise InvalidContext(
+                    f"@context 第 {position + 1} 项是数组，数组不能嵌套 / item {position + 1} of "
+                    "the @context array is itself an array"
+                )
+            _check_local_context(item, f"@context[{position}]", _depth)
+        return
+    _check_local_context(value, "@context", _depth)
+
+
+def _check_local_context(value: Any, where: str, depth: int) -> None:
+    if value is None:
+        return
+    if isinstance(value, str):
+        if not is_context_reference(value):
+            raise InvalidContext(
+                f"{where} 的 {value!r} 不是绝对 URL / {where}: {value!r} is not an absolute URL"
+            )
+        return
+    if not isinstance(value, dict):
+        kind = _json_type(value)
+        raise InvalidContext(
+            f"{where} 必须是 URL、对象或 null，不能是 {kind} / {where} must be a URL, an object "
+            f"or null, not a {kind}"
+        )
+    for term, definition in value.items():
+        if term == "":
+            raise InvalidContext(f"{where} 含空的术语名 / {where} defines an empty term")
+        kind = _json_type(definition)
+        if term.startswith("@"):
+            allowed = _CONTEXT_KEYWORDS.get(term)
+            if allowed is not None and (
+                kind not in allowed or (term == "@version" and definition != 1.1)
+            ):
+                wanted = "1.1" if term == "@version" else " / ".join(allowed)
+                raise InvalidContext(
+                    f"{where} 中 {term} 的值无效（应为 {wanted}）/ {where}: invalid {term} value "
+                    f"{definition!r} (expected {wanted})"
+                )
+            continue
+        if kind in ("string", "null"):
+            continue
+        if kind != "object":
+            raise InvalidContext(
+                f"{where} 中术语 {term} 的定义必须是字符串、对象或 null，不能是 {kind} / {where}: "
+                f"the definition of term {term!r} must be a string, an object or null, not a "
+                f"{kind}"
+            )
+        for member, member_value in definition.items():
+            if member == "@context":
+                check_context(member_value, depth + 1)
+                continue
+            allowed = _TERM_MEMBERS.get(member)
+            if allowed is not None and _json_type(member_value) not in allowed:
+                raise InvalidContext(
+                    f"{where} 中术语 {term} 的 {member} 无效 / {where}: invalid {member} in the "
+                    f"definition of term {term!r}"
+                )
 
 
 @cache
@@ -133,6 +256,7 @@ class ContextProcessor:
         self._cache: OrderedDict[str, ActiveContext] = OrderedDict()
         self._lock = threading.Lock()
         self._core = self._build_core()
+        self.core_loaded_at = datetime.now(UTC)  # `createdAt` of the core's /jsonldContexts entry
 
     @property
     def core(self) -> ActiveContext:
@@ -142,6 +266,17 @@ class ContextProcessor:
         """Forget cached contexts (a stored context changed)."""
         with self._lock:
             self._cache.clear()
+
+    def reload_core(self) -> None:
+        """Load the core @context again from the copy shipped with Pujiang (never from the
+        network) and forget every cached active context."""
+        core_document.cache_clear()
+        _core_definitions.cache_clear()
+        core = self._build_core()
+        with self._lock:
+            self._core = core
+            self._cache.clear()
+            self.core_loaded_at = datetime.now(UTC)
 
     def active(self, value: Any) -> ActiveContext:
         """The active context for an @context value (None: the core context alone)."""
@@ -158,6 +293,7 @@ class ContextProcessor:
             if hit is not None:
                 self._cache.move_to_end(key)
                 return hit
+        check_context(value)  # syntax first: a bad item is 400 even beside an unknown URL
         built = self._build(value)
         with self._lock:
             self._cache[key] = built
@@ -202,7 +338,7 @@ class ContextProcessor:
         if isinstance(value, str):
             if is_core_url(value):
                 return  # always in force
-            if not is_absolute_iri(value):
+            if not is_context_reference(value):
                 raise InvalidContext(f"@context reference {value!r} is not an absolute URL")
             resolved = self.resolver(value) if self.resolver is not None else None
             if resolved is None:

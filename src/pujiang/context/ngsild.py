@@ -13,7 +13,7 @@ import secrets
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any, NoReturn, TypeVar, cast
+from typing import Annotated, Any, NoReturn, TypeVar
 from urllib.parse import quote, unquote, urlencode
 
 import orjson
@@ -22,12 +22,12 @@ from fastapi.dependencies.models import Dependant
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader, OAuth2PasswordBearer
-from sqlalchemy import CursorResult, delete, select, update
+from sqlalchemy import delete, select, update
 from starlette.responses import Response
 from starlette.routing import Match
 from starlette.types import Scope
 
-from pujiang.context import jsonld, ngsild_projection, ngsild_scope
+from pujiang.context import jsonld, ngsild_join, ngsild_projection, ngsild_scope
 from pujiang.context.jsonld import (
     CORE_CONTEXT_URL,
     ActiveContext,
@@ -45,6 +45,7 @@ from pujiang.context.ngsild_projection import Projection
 from pujiang.context.service import (
     LOCATION,
     MAX_LIMIT,
+    AlreadyExists,
     BadData,
     BatchResult,
     BrokerError,
@@ -91,7 +92,7 @@ STATUS = {
     "OperationNotSupported": 422,
     "TooManyResults": 403,
     "TooComplexQuery": 403,
-    "LdContextNotAvailable": 503,
+    "LdContextNotAvailable": 504,  # v1.8.1 table 6.3.2-1 (504 Gateway Timeout)
     "NotAcceptable": 406,
     "UnsupportedMediaType": 415,
     "InternalError": 500,
@@ -172,9 +173,6 @@ DISTRIBUTION = ("local", "via")
 # accepted but not implemented (docs/context.md "Known gaps"): they do not change the reply.
 NOT_IMPLEMENTED = (
     "csf",
-    "containedBy",
-    "join",
-    "joinLevel",
     "entityMap",
     "geometryProperty",
     "orderBy",
@@ -183,9 +181,6 @@ NOT_IMPLEMENTED = (
 )
 RETRIEVE_NOT_IMPLEMENTED = (
     "type",
-    "containedBy",
-    "join",
-    "joinLevel",
     "entityMap",
     "geometryProperty",
 )
@@ -342,8 +337,10 @@ def _stored_resolver(context: AppContext) -> Callable[[str], Any]:
             row = session.execute(
                 select(ContextJsonld.id, ContextJsonld.body).where(ContextJsonld.url == url)
             ).first()
-            if row is None and "/jsonldContexts/" in url:
-                local = unquote(url.rsplit("/jsonldContexts/", 1)[1])
+            if row is None and f"{PREFIX}/jsonldContexts/" in url:
+                # A hosted context by its relative path, or reached under another host name (a
+                # proxy): its local id.
+                local = unquote(url.rsplit("/jsonldContexts/", 1)[1]).removeprefix(LOCAL_ID_PREFIX)
                 row = session.execute(
                     select(ContextJsonld.id, ContextJsonld.body).where(ContextJsonld.id == local)
                 ).first()
@@ -380,6 +377,9 @@ class LdRequest:
     accept: str
     broker: ContextBroker
     processor: ContextProcessor
+    # For GeoJSON replies (clause 4.5.16.1): the `geometryProperty` and `datasetId` parameters.
+    geometry_property: str | None = None
+    geometry_datasets: str | None = None
 
 
 def tenant_of(request: Request) -> str:
@@ -458,6 +458,8 @@ def ld_request(request: Request, context: Context) -> LdRequest:
         accept=negotiate(request),
         broker=broker_of(context),
         processor=processor,
+        geometry_property=request.query_params.get("geometryProperty"),
+        geometry_datasets=request.query_params.get("datasetId"),
     )
 
 
@@ -609,11 +611,15 @@ def reply(
     geoproperty: str = LOCATION,
     renderer: Renderer | None = None,
 ) -> Response:
+    """`data` (rendered entities or other reply bodies) in the negotiated representation.
+    `geoproperty` and `renderer` are not used: a GeoJSON reply takes its geometry from the
+    `geometryProperty` parameter (clause 4.5.16.1), not from the geo-query's `geoproperty`."""
     headers = dict(headers or {})
     context_value = ld.context_url or CORE_CONTEXT_URL
     if ld.accept == GEO_JSON:
-        data = _geojson(data, ld, geoproperty, renderer)
-    if ld.accept == LD_JSON:
+        # GeoJSON-LD: the @context is in the body, once, on the FeatureCollection or Feature.
+        data = {**_geojson(data, ld), "@context": context_value}
+    elif ld.accept == LD_JSON:
         if isinstance(data, list):
             data = [{"@context": context_value, **d} if isinstance(d, dict) else d for d in data]
         elif isinstance(data, dict):
@@ -624,26 +630,64 @@ def reply(
     return Response(orjson.dumps(data), status_code=status, media_type=ld.accept, headers=headers)
 
 
-def _geojson(data: Any, ld: LdRequest, geoproperty: str, renderer: Renderer | None) -> Any:
-    short = ld.ctx.compact(geoproperty)
+def _geojson(data: Any, ld: LdRequest) -> dict[str, Any]:
+    """The GeoJSON representation (clause 4.5.16) of rendered entities: one Feature, or a
+    FeatureCollection for a list. `geometry` is the GeoProperty named by `geometryProperty`
+    (default `location`): its default instance, or the instance of the requested `datasetId`;
+    null when the entity lacks it or it holds no GeoJSON geometry. `properties` hold the
+    entity's type and every attribute (the selected GeoProperty too) as rendered."""
+    name = ld.geometry_property
+    if name is not None:
+        jsonld.check_name(name)
+    short = ld.ctx.compact(LOCATION if name is None else ld.ctx.expand(name))
+    wanted = parse_datasets(ld.geometry_datasets) or {""}
 
-    def feature(entity: dict[str, Any]) -> dict[str, Any]:
-        geometry = entity.get(short)
-        if isinstance(geometry, dict) and geometry.get("type") == "GeoProperty":
-            geometry = geometry.get("value")
-        elif isinstance(geometry, list):
-            geometry = geometry[0].get("value") if geometry else None
-        properties = {k: v for k, v in entity.items() if k != "id"}
+    def feature(entity: Any) -> dict[str, Any]:
+        if not isinstance(entity, dict):
+            return {"type": "Feature", "geometry": None, "properties": entity}
+        geometry = next(
+            (g for dataset, g in _geometry_instances(entity.get(short)) if dataset in wanted),
+            None,
+        )
         return {
             "id": entity.get("id"),
             "type": "Feature",
-            "geometry": geometry,
-            "properties": properties,
+            "geometry": geometry if _is_geometry(geometry) else None,
+            "properties": {k: v for k, v in entity.items() if k != "id"},
         }
 
     if isinstance(data, list):
         return {"type": "FeatureCollection", "features": [feature(e) for e in data]}
     return feature(data)
+
+
+def _geometry_instances(member: Any) -> list[tuple[str, Any]]:
+    """(datasetId, value) of each instance of a rendered GeoProperty ("" = default instance),
+    whatever the format: normalized, concise (bare geometry or typeless instance) or
+    simplified (bare geometry, or `{"dataset": {...}}` for several instances)."""
+    if (
+        isinstance(member, dict)
+        and set(member) == {"dataset"}
+        and isinstance(member["dataset"], dict)
+    ):
+        return [("" if k == "@none" else k, v) for k, v in member["dataset"].items()]
+    found: list[tuple[str, Any]] = []
+    for item in member if isinstance(member, list) else [member]:
+        if not isinstance(item, dict):
+            continue
+        if item.get("type") in jsonld.GEOJSON_TYPES:
+            found.append(("", item))
+        elif item.get("type", "GeoProperty") == "GeoProperty" and "value" in item:
+            found.append((str(item.get("datasetId") or ""), item["value"]))
+    return found
+
+
+def _is_geometry(value: Any) -> bool:
+    return (
+        isinstance(value, dict)
+        and value.get("type") in jsonld.GEOJSON_TYPES
+        and isinstance(value.get("coordinates"), list)
+    )
 
 
 def no_content() -> Response:
@@ -919,6 +963,15 @@ def _page_links(request: Request, offset: int, limit: int, has_next: bool) -> st
     return ", ".join(links) or None
 
 
+def _joined(
+    ld: LdRequest, entities: list[Entity], renderer: Renderer, linked: ngsild_join.Plan | None
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The entities rendered, with their linked entities per `join` (clause 4.5.23): inline in
+    the first list, or (flat) in the second, read from the same tenant."""
+    fetch = ngsild_join.broker_fetch(ld.broker, ld.tenant)
+    return ngsild_join.render(entities, renderer, linked or ngsild_join.Plan(), fetch)
+
+
 def _query_reply(
     request: Request,
     ld: LdRequest,
@@ -926,6 +979,7 @@ def _query_reply(
     renderer: Renderer,
     geoproperty: str | None = None,
     datasets: set[str] | None = None,
+    linked: ngsild_join.Plan | None = None,
 ) -> Response:
     wanted = query.limit
     query.limit = wanted + 1 if wanted else 0
@@ -946,7 +1000,8 @@ def _query_reply(
     links = _page_links(request, query.offset, wanted, has_next)
     if links:
         headers["Link"] = links
-    data = [renderer.entity(e) for e in entities]
+    data, appended = _joined(ld, entities, renderer, linked)
+    data += appended  # join=flat: the linked entities follow the page (clause 4.5.23.3)
     prop = ld.ctx.expand(geoproperty) if geoproperty else LOCATION
     return reply(ld, data, headers=headers, geoproperty=prop, renderer=renderer)
 
@@ -976,8 +1031,12 @@ def query_entities(
     format: str | None = None,
     lang: str | None = None,
     datasetId: str | None = None,  # noqa: N803 - the NGSI-LD parameter name
+    join: str | None = None,
+    joinLevel: str | None = None,  # noqa: N803 - the NGSI-LD parameter name
+    containedBy: str | None = None,  # noqa: N803 - the NGSI-LD parameter name
 ) -> Response:
-    renderer = _renderer(ld, options, format, lang, pick, omit, attrs)
+    linked = ngsild_join.plan(join, joinLevel, containedBy, pick, omit, ld.ctx.expand)
+    renderer = _renderer(ld, options, format, lang, linked.pick, linked.omit, attrs)
     datasets = parse_datasets(datasetId)
     query = build_query(
         ld,
@@ -995,7 +1054,7 @@ def query_entities(
         offset=offset,
         count=count,
     )
-    return _query_reply(request, ld, query, renderer, geoproperty, datasets)
+    return _query_reply(request, ld, query, renderer, geoproperty, datasets, linked)
 
 
 @router.get("/entities/{entity_id}", summary="读取实体 / retrieve an entity")
@@ -1012,9 +1071,13 @@ def retrieve_entity(
     lang: str | None = None,
     geoproperty: str | None = None,
     datasetId: str | None = None,  # noqa: N803 - the NGSI-LD parameter name
+    join: str | None = None,
+    joinLevel: str | None = None,  # noqa: N803 - the NGSI-LD parameter name
+    containedBy: str | None = None,  # noqa: N803 - the NGSI-LD parameter name
 ) -> Response:
     check_entity_id(entity_id)
-    renderer = _renderer(ld, options, format, lang, pick, omit, attrs)
+    linked = ngsild_join.plan(join, joinLevel, containedBy, pick, omit, ld.ctx.expand)
+    renderer = _renderer(ld, options, format, lang, linked.pick, linked.omit, attrs)
     datasets = parse_datasets(datasetId)
     entity = ld.broker.retrieve(ld.tenant, entity_id)
     if datasets is not None:
@@ -1024,14 +1087,16 @@ def retrieve_entity(
         keep = {ld.ctx.expand(a) for a in wanted}
         entity = {k: v for k, v in entity.items() if k in jsonld.ENTITY_MEMBERS or k in keep}
     prop = ld.ctx.expand(geoproperty) if geoproperty else LOCATION
-    shown = renderer.entity(entity)
+    (shown,), appended = _joined(ld, [entity], renderer, linked)
     if not shown:  # pick/omit left no member of the entity
         raise NotFound(
             f"实体 {entity_id} 在 pick/omit 之后没有剩余成员 / nothing of entity {entity_id} "
             "is left after pick/omit",
             id=entity_id,
         )
-    return reply(ld, shown, geoproperty=prop, renderer=renderer)
+    # join=flat: an array of the entity and its linked entities, when any was found
+    body: Any = [shown, *appended] if appended else shown
+    return reply(ld, body, geoproperty=prop, renderer=renderer)
 
 
 @router.put("/entities/{entity_id}", status_code=204, summary="替换实体 / replace an entity")
@@ -1429,9 +1494,16 @@ def batch_query(
     payload = read_payload(request, body, ld)
     if not isinstance(payload, dict) or payload.get("type") != "Query":
         raise BadData('请求体必须是 {"type": "Query", ...} / the body must be a Query object')
-    renderer = _renderer(
-        ld, options, format, lang, payload.get("pick"), payload.get("omit"), payload.get("attrs")
+    linked = ngsild_join.plan(
+        payload.get("join"),
+        payload.get("joinLevel"),
+        payload.get("containedBy"),
+        payload.get("pick"),
+        payload.get("omit"),
+        ld.ctx.expand,
+        body=True,
     )
+    renderer = _renderer(ld, options, format, lang, linked.pick, linked.omit, payload.get("attrs"))
     selectors = payload.get("entities") or []
     if not isinstance(selectors, list) or len(selectors) > 1:
         raise NotSupported(
@@ -1472,7 +1544,7 @@ def batch_query(
         offset=offset,
         count=count,
     )
-    return _query_reply(request, ld, query, renderer, geo_q.get("geoproperty"))
+    return _query_reply(request, ld, query, renderer, geo_q.get("geoproperty"), linked=linked)
 
 
 # -- discovery ----------------------------------------------------------------------------------
@@ -1575,115 +1647,226 @@ def attribute_info(attr: str, ld: Ld, _: Reader) -> Response:
     return reply(ld, body)
 
 
-# -- stored @contexts ---------------------------------------------------------------------------
+# -- stored @contexts (clauses 5.13, 6.29, 6.30) ------------------------------------------------
+
+CONTEXT_KINDS = ("Cached", "Hosted", "ImplicitlyCreated")
+LOCAL_ID_PREFIX = "urn:ngsi-ld:jsonldContext:"
+CORE_LOCAL_ID = "core"
 
 
-def _context_url(request: Request, local_id: str) -> str:
-    return f"{str(request.base_url).rstrip('/')}{PREFIX}/jsonldContexts/{local_id}"
+def _context_path(local_id: str) -> str:
+    """The local relative path of a stored @context (the `Location` of POST /jsonldContexts)."""
+    return f"{PREFIX}/jsonldContexts/{local_id}"
 
 
-def _context_info(row: ContextJsonld) -> dict[str, Any]:
-    return {
-        "url": row.url,
-        "localId": f"urn:ngsi-ld:jsonldContext:{row.id}",
-        "kind": row.kind,
-        "createdAt": row.created_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "numberOfHits": row.hits,
-        **(
-            {"lastUsage": row.last_used_at.strftime("%Y-%m-%dT%H:%M:%SZ")}
-            if row.last_used_at
-            else {}
-        ),
-    }
+def _utc_text(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
-@router.get("/jsonldContexts", summary="已存 @context 列表 / stored @contexts")
+@dataclass
+class StoredContext:
+    """One entry of the @context store: a `context_jsonld` row, or the built-in core @context
+    (kind Cached: a copy of ETSI's core @context, shipped with Pujiang)."""
+
+    local_id: str
+    url: str
+    kind: str
+    created_at: datetime
+    body: str | None = None  # the stored {"@context": ...} document; None for the core
+    hits: int | None = None
+    last_used_at: datetime | None = None
+
+    @property
+    def is_core(self) -> bool:
+        return self.local_id == CORE_LOCAL_ID
+
+    def details(self) -> dict[str, Any]:
+        """The metadata object of clause 5.13.3.5."""
+        info: dict[str, Any] = {
+            "URL": self.url,
+            "localId": LOCAL_ID_PREFIX + self.local_id,
+            "kind": self.kind,
+            "createdAt": _utc_text(self.created_at),
+        }
+        if self.last_used_at is not None:
+            info["lastUsage"] = _utc_text(self.last_used_at)
+        if self.hits is not None:
+            info["numberOfHits"] = self.hits
+        return info
+
+
+def _core_entry(context: AppContext) -> StoredContext:
+    return StoredContext(
+        CORE_LOCAL_ID, CORE_CONTEXT_URL, "Cached", processor_of(context).core_loaded_at
+    )
+
+
+def _stored_entry(row: ContextJsonld) -> StoredContext:
+    return StoredContext(
+        row.id, row.url, row.kind, row.created_at, row.body, row.hits, row.last_used_at
+    )
+
+
+def find_context(context: AppContext, context_id: str) -> StoredContext | None:
+    """The entry a `contextId` path parameter names: its local id (as in `Location`, or the
+    `localId` URN of the listing), the URL of a stored @context, or a core @context URL."""
+    if context_id in (CORE_LOCAL_ID, LOCAL_ID_PREFIX + CORE_LOCAL_ID) or jsonld.is_core_url(
+        context_id
+    ):
+        return _core_entry(context)
+    local_id = context_id.removeprefix(LOCAL_ID_PREFIX)
+    with context.db.session() as session:
+        row = session.get(ContextJsonld, local_id)
+        if row is None and is_uri(context_id):
+            row = session.scalars(
+                select(ContextJsonld).where(ContextJsonld.url == context_id)
+            ).first()
+        return None if row is None else _stored_entry(row)
+
+
+def _context_not_found(context_id: str) -> NotFound:
+    return NotFound(f"@context {context_id} 不存在 / no stored @context {context_id}")
+
+
+def _check_kind(kind: str | None) -> None:
+    if kind is not None and kind not in CONTEXT_KINDS:
+        raise BadData(
+            f"kind 只能是 {'、'.join(CONTEXT_KINDS)}，不是 {kind!r} / kind must be one of "
+            f"{', '.join(CONTEXT_KINDS)}, not {kind!r}"
+        )
+
+
+@router.get("/jsonldContexts", summary="已存 @context 列表 / list stored @contexts")
+@router.get("/jsonldContexts/", include_in_schema=False)
 def list_contexts(
     context: Context, _: Reader, details: bool = False, kind: str | None = None
 ) -> Response:
+    """List @contexts (clause 5.13.3): URLs, or with `details=true` their metadata; `kind`
+    (Cached, Hosted, ImplicitlyCreated) filters. The core @context is listed as Cached."""
+    _check_kind(kind)
+    entries = [_core_entry(context)]
     with context.db.session() as session:
-        query = select(ContextJsonld).order_by(ContextJsonld.created_at)
-        if kind:
-            query = query.where(ContextJsonld.kind == kind)
-        rows = list(session.scalars(query))
-    if details:
-        core = {
-            "url": CORE_CONTEXT_URL,
-            "localId": "urn:ngsi-ld:jsonldContext:core",
-            "kind": "Cached",
-        }
-        body: Any = ([core] if kind in (None, "Cached") else []) + [_context_info(r) for r in rows]
-    else:
-        body = ([CORE_CONTEXT_URL] if kind in (None, "Cached") else []) + [r.url for r in rows]
+        rows = session.scalars(select(ContextJsonld).order_by(ContextJsonld.created_at))
+        entries += [_stored_entry(row) for row in rows]
+    chosen = [e for e in entries if kind is None or e.kind == kind]
+    body = [e.details() for e in chosen] if details else [e.url for e in chosen]
     return Response(orjson.dumps(body), media_type=JSON)
 
 
-@router.post("/jsonldContexts", status_code=201, summary="存入 @context / store an @context")
+@router.post("/jsonldContexts", status_code=201, summary="存入 @context / add an @context")
+@router.post("/jsonldContexts/", status_code=201, include_in_schema=False)
 def create_context(
     request: Request, context: Context, body: Body, _: Writer, url: str | None = None
 ) -> Response:
-    """Store a hosted @context; with `url=`, store the content of that remote URL (offline use)."""
+    """Add @context (clause 5.13.2): store `{"@context": ...}` as a Hosted @context, served at
+    the relative path given in `Location`. With `url=` (our extension for offline sites) store it
+    instead as the Cached copy of that remote URL."""
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media not in (JSON, LD_JSON):
         raise NgsiLdError(
-            "UnsupportedMediaType", f"不支持的 Content-Type {media} / use {JSON} or {LD_JSON}"
+            "UnsupportedMediaType",
+            f"不支持的 Content-Type {media or '（空）'}，请用 {JSON} 或 {LD_JSON} / unsupported "
+            f"Content-Type {media or '(none)'}; use {JSON} or {LD_JSON}",
         )
     try:
         document = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise NgsiLdError("InvalidRequest", f"请求体不是有效的 JSON / invalid JSON: {exc}") from exc
+        raise NgsiLdError(
+            "InvalidRequest", f"请求体不是有效的 JSON：{exc} / the body is not valid JSON: {exc}"
+        ) from exc
     if not isinstance(document, dict) or "@context" not in document:
-        raise BadData('请求体必须是 {"@context": ...} / the body must be {"@context": ...}')
-    processor = processor_of(context)
-    processor.active(document["@context"])  # validates it (and its references)
+        raise BadData(
+            '请求体必须是含 @context 成员的对象 {"@context": ...} / the body must be an '
+            'object with an @context member: {"@context": ...}'
+        )
     if url is not None and (not is_uri(url) or jsonld.is_core_url(url)):
-        raise BadData(f"url 无效：{url!r} / invalid url {url!r}")
+        raise BadData(
+            f"url 必须是绝对 URL，且不能是核心 @context：{url!r} / url must be an absolute URL "
+            f"other than the core @context, not {url!r}"
+        )
+    value = document["@context"]
+    processor = processor_of(context)
+    processor.active(value)  # JSON-LD syntax, then every URL it references (clause 5.5.4)
     local_id = secrets.token_hex(12)
-    location = url or _context_url(request, local_id)
+    location = url or f"{str(request.base_url).rstrip('/')}{_context_path(local_id)}"
     with context.db.session() as session:
         if session.execute(select(ContextJsonld.id).where(ContextJsonld.url == location)).first():
-            raise BrokerAlready(f"@context {location} 已存在 / the @context {location} exists")
+            raise AlreadyExists(f"@context {location} 已存在 / the @context {location} exists")
         session.add(
             ContextJsonld(
                 id=local_id,
                 tenant="",
                 url=location,
                 kind="Cached" if url else "Hosted",
-                body=body.decode(),
+                # Anything beside @context is discarded (clause 5.13.2.3).
+                body=orjson.dumps({"@context": value}).decode(),
                 created_at=datetime.now(UTC),
                 hits=0,
             )
         )
     processor.clear()
-    return Response(status_code=201, headers={"Location": location})
+    return Response(status_code=201, headers={"Location": _context_path(local_id)})
 
 
-class BrokerAlready(BrokerError):
-    kind = "AlreadyExists"
+@router.get("/jsonldContexts/{context_id}", summary="读取 @context / serve an @context")
+def serve_context(
+    context_id: str, request: Request, context: Context, _: Reader, details: bool = False
+) -> Response:
+    """Serve @context (clause 5.13.4): the stored document of a Hosted @context, or with
+    `details=true` the metadata of any entry; a Cached one is not served (422)."""
+    media = negotiate(request, geo=False)
+    entry = find_context(context, context_id)
+    if entry is None:
+        raise _context_not_found(context_id)
+    if details:
+        return Response(orjson.dumps(entry.details()), media_type=JSON)
+    if entry.body is None or entry.kind == "Cached":
+        raise NotSupported(
+            f"@context {context_id} 是缓存副本（Cached），不对外提供，可用 details=true "
+            f"查看其信息 / the @context {context_id} is a Cached copy, which is not served; "
+            "ask for its metadata with details=true"
+        )
+    return Response(entry.body.encode(), media_type=media)
 
 
-@router.get("/jsonldContexts/{local_id}", summary="读取 @context / serve an @context")
-def serve_context(local_id: str, context: Context, _: Reader) -> Response:
-    if local_id in ("core", "ngsi-ld-core-context-v1.8.jsonld"):
-        return Response(orjson.dumps(jsonld.core_document()), media_type=LD_JSON)
-    local_id = local_id.removeprefix("urn:ngsi-ld:jsonldContext:")
+@router.delete("/jsonldContexts/", status_code=204, include_in_schema=False)
+def delete_context_without_id(_: Writer) -> Response:
+    raise BadData("缺少 @context 标识 / the @context identifier is missing")
+
+
+@router.delete("/jsonldContexts/{context_id}", status_code=204, summary="删除 @context / delete")
+def delete_context(context_id: str, context: Context, _: Writer, reload: bool = False) -> Response:
+    """Delete and reload @context (clause 5.13.5). `reload=true` is for Cached entries only:
+    the core @context is reloaded from the copy shipped with Pujiang; any other Cached copy
+    cannot be downloaded again (no network), so that is 504 LdContextNotAvailable and the
+    entry stays. The core @context itself cannot be deleted."""
+    entry = find_context(context, context_id)
+    if entry is None:
+        raise _context_not_found(context_id)
+    if reload:
+        if entry.kind != "Cached":
+            raise BadData(
+                f"reload 只适用于缓存（Cached）的 @context，{context_id} 是 {entry.kind} / reload "
+                f"applies to Cached @contexts only; {context_id} is {entry.kind}"
+            )
+        if entry.is_core:
+            processor_of(context).reload_core()
+            return no_content()
+        raise NgsiLdError(
+            "LdContextNotAvailable",
+            f"无法重新下载 @context {entry.url}：本代理不访问外网，原副本保留；可经 POST "
+            f"/jsonldContexts?url= 存入新副本 / the @context {entry.url} cannot be downloaded "
+            "again: this broker does not fetch remote URLs; the stored copy is kept (store a new "
+            "one with POST /ngsi-ld/v1/jsonldContexts?url=)",
+            504,
+        )
+    if entry.is_core:
+        raise BadData(
+            "核心 @context 始终有效，不能删除 / the core @context is always in force and cannot "
+            "be deleted"
+        )
     with context.db.session() as session:
-        row = session.get(ContextJsonld, local_id)
-    if row is None:
-        raise NotFound(f"@context {local_id} 不存在 / no stored @context {local_id}")
-    return Response(row.body.encode(), media_type=LD_JSON)
-
-
-@router.delete("/jsonldContexts/{local_id}", status_code=204, summary="删除 @context / delete")
-def delete_context(local_id: str, context: Context, _: Writer) -> Response:
-    if local_id in ("core", "ngsi-ld-core-context-v1.8.jsonld"):
-        raise BadData("核心 @context 不能删除 / the core @context cannot be deleted")
-    local_id = local_id.removeprefix("urn:ngsi-ld:jsonldContext:")
-    with context.db.session() as session:
-        result = session.execute(delete(ContextJsonld).where(ContextJsonld.id == local_id))
-        gone = cast(CursorResult[Any], result).rowcount
-    if not gone:
-        raise NotFound(f"@context {local_id} 不存在 / no stored @context {local_id}")
+        session.execute(delete(ContextJsonld).where(ContextJsonld.id == entry.local_id))
     processor_of(context).clear()
     return no_content()
 

@@ -10,8 +10,9 @@ stay as they are), and `Projection.keeps(member)` decides what a reply shows. Ev
 
 Grammar (clause 4.21): `ProjectionTerm = AttrName *1("{" ProjectionTerm "}") *(orOp
 ProjectionTerm)`, `orOp` = `,` or `|`. A term in braces selects attributes of a Linked Entity
-(clause 4.5.23); the broker offers no Linked Entity retrieval (`join`), so such a term parses
-but is refused, as clauses 5.7.1.4, 5.7.3.4 and 5.7.4.4 ask.
+(clause 4.5.23); `_names` refuses such a term (clauses 5.7.3.4, 5.7.4.4: the temporal API and
+notifications offer no `join`). Entity retrieval and queries with `join` take the braces off
+first (`ngsild_join.plan`) and pass on only the entity's own terms.
 """
 
 from __future__ import annotations

@@ -350,6 +350,8 @@ def compile_subscription(
         raise SubscriptionError("expiresAt must lie in the future")
     if "jsonldContext" in doc:
         compiled["jsonldContext"] = _uri(doc["jsonldContext"], "jsonldContext")
+        if processor is not None:  # it must resolve: ContextNotAvailable is 504
+            processor.active(compiled["jsonldContext"])
     for member in ("subscriptionName", "description"):
         if member in doc and not isinstance(doc[member], str):
             raise SubscriptionError(f"{member} must be a string")
@@ -479,7 +481,7 @@ def _request_id(request: Request) -> str:
 
 def _compile(request: Request, doc: dict[str, Any], ld_context: Any, **options: Any) -> Any:
     processor = processor_of(request.app.state.pujiang)
-    try:  # ContextNotAvailable becomes 503 LdContextNotAvailable in NgsiLdRoute
+    try:  # ContextNotAvailable becomes 504 LdContextNotAvailable in NgsiLdRoute
         return compile_subscription(doc, ld_context, processor=processor, **options)
     except SubscriptionError as exc:
         raise bad_data(str(exc)) from exc
