@@ -43,9 +43,7 @@ def send(
 
 
 @pytest.fixture
-def find(
-    client: TestClient, login: Callable[..., dict[str, str]]
-) -> Callable[[str], list[str]]:
+def find(client: TestClient, login: Callable[..., dict[str, str]]) -> Callable[[str], list[str]]:
     headers = login("operator", "operator")
 
     def ids(q: str) -> list[str]:
