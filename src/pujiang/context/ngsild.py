@@ -66,6 +66,7 @@ from pujiang.platform.deps import (
     AppContext,
     Context,
     authenticate_request,
+    public,
     require,
 )
 from pujiang.platform.security import CurrentPrincipal
@@ -1306,6 +1307,9 @@ router.add_api_route(
     methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"],
     include_in_schema=False,
     route_class_override=_EmptySegmentRoute,
+    # It only ever answers 400 naming the path's fault: nothing to protect, and a caller with
+    # no token learns nothing about the data.
+    dependencies=[Depends(public)],
 )
 
 
