@@ -115,7 +115,8 @@ class CommandBridge:
                 continue
             value = instance.get("value", instance.get("object"))
             future = self.pool.submit(self.send, tenant, str(event.get("id")), name, iri, value)
-            self.pending = [f for f in self.pending if not f.done()] + [future]
+            with self._lock:  # changes are published from many request threads
+                self.pending = [f for f in self.pending if not f.done()] + [future]
 
     def send(self, tenant: str, entity_id: str, name: str, iri: str, value: Any) -> None:
         """Send `name` to every device of the tenant bound to the entity that has it."""
@@ -155,7 +156,9 @@ class CommandBridge:
 
     def wait(self, timeout: float = 10.0) -> None:
         """Wait for the commands submitted so far to be sent (tests, shutdown)."""
-        for future in list(self.pending):
+        with self._lock:
+            pending = list(self.pending)
+        for future in pending:
             future.result(timeout=timeout)
 
 
