@@ -18,6 +18,7 @@ ST_DWithin), `minDistance==d` targets all of which lie farther than d metres.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 from collections.abc import Callable
@@ -186,8 +187,7 @@ def parse_geometry(geometry: str, coordinates: Any) -> BaseGeometry:
     if kind == "LineString":
         return shapely.LineString(_positions(coordinates, "the LineString", 2))
     if kind == "Polygon":
-        rings = _rings(coordinates, "the Polygon")
-        geom: BaseGeometry = shapely.Polygon(rings[0], rings[1:])
+        geom: BaseGeometry = _polygon(_rings(coordinates, "the Polygon"), "Polygon")
     elif kind == "MultiPoint":
         items = _many(coordinates, "the MultiPoint")
         return shapely.MultiPoint([_position(p, f"point {i}") for i, p in enumerate(items)])
@@ -198,19 +198,60 @@ def parse_geometry(geometry: str, coordinates: Any) -> BaseGeometry:
         )
     elif kind == "MultiPolygon":
         items = _many(coordinates, "the MultiPolygon")
-        polygons = []
+        polygons: list[Any] = []
         for i, polygon in enumerate(items):
-            rings = _rings(polygon, f"polygon {i}")
-            polygons.append(shapely.Polygon(rings[0], rings[1:]))
+            part = _polygon(_rings(polygon, f"polygon {i}"), f"polygon {i}")
+            polygons.extend(getattr(part, "geoms", [part]))
         geom = shapely.MultiPolygon(polygons)
     else:  # pragma: no cover - callers pass a known type
         raise GeoQueryError(f"geometry: unknown type {geometry!r}")
     if not geom.is_valid:
-        reason = shapely.is_valid_reason(geom)
-        raise GeoQueryError(
-            f"coordinates: the {kind} is not a valid area ({reason}); rings must not "
-            "cross themselves or each other"
-        )
+        _invalid(geom, kind)
+    return geom
+
+
+def _invalid(geom: BaseGeometry, kind: str) -> None:
+    reason = shapely.is_valid_reason(geom)
+    raise GeoQueryError(
+        f"coordinates: the {kind} is not a valid area ({reason}); holes must lie inside their "
+        "polygon and the polygons of a MultiPolygon must not overlap"
+    )
+
+
+def _polygon(rings: list[Any], kind: str) -> BaseGeometry:
+    """One polygon. GeoJSON (RFC 7946, which NGSI-LD geometries follow) does not forbid a ring
+    that crosses itself or another ring (the suite's own polygons do): such a polygon is
+    repaired (shapely's make_valid, keeping every lobe) so that relations are decided on a
+    proper area; a polygon with no area left is refused. Faults of structure that RFC 7946
+    rules out (a hole outside its exterior ring) are refused as before."""
+    geom = shapely.Polygon(rings[0], rings[1:])
+    if geom.is_valid:
+        return geom
+    reason = shapely.is_valid_reason(geom)
+    if not reason.startswith(("Self-intersection", "Ring Self-intersection")):
+        _invalid(geom, kind)
+    repaired = _areal(shapely.make_valid(geom))
+    if repaired is None:
+        raise GeoQueryError(f"coordinates: the {kind} encloses no area ({reason})")
+    return repaired
+
+
+def _areal(geom: BaseGeometry) -> BaseGeometry | None:
+    """The areal part of a repaired geometry (make_valid may add stray lines or points where
+    a ring folds back on itself), or None if nothing areal is left."""
+    parts = getattr(geom, "geoms", None)
+    if parts is not None:
+        polygons: list[Any] = []
+        for part in parts:
+            if isinstance(part, shapely.Polygon):
+                polygons.append(part)
+            elif isinstance(part, shapely.MultiPolygon):
+                polygons.extend(part.geoms)
+        if not polygons:
+            return None
+        geom = polygons[0] if len(polygons) == 1 else shapely.MultiPolygon(polygons)
+    if geom.is_empty or geom.area <= 0:
+        return None
     return geom
 
 
@@ -277,6 +318,9 @@ class GeoQuery:
         target = geometry_from_geojson(geojson)
         if target is None:
             return False
+        if not target.is_valid:  # judged as the query's own areas are: repaired
+            with contextlib.suppress(shapely.errors.GEOSException):
+                target = shapely.make_valid(target)
         try:
             return self._test(target)
         except shapely.errors.GEOSException:

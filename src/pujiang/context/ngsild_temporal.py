@@ -389,8 +389,8 @@ def _render(
 def _concise(instance: dict[str, Any], *, sub: bool = False) -> Any:
     """The concise form of a rendered instance: `type` left out wherever it can be told from
     the other members (as when reading concise input: `object` a Relationship, `languageMap` a
-    LanguageProperty, a GeoJSON `value` a GeoProperty...), so it stays lossless; a deletion
-    (`value` urn:ngsi-ld:null on a Relationship, say) keeps it. Instances over time stay
+    LanguageProperty, a GeoJSON `value` a GeoProperty...), so it stays lossless; where it
+    cannot (a GeoProperty's deletion, `value` urn:ngsi-ld:null) it is kept. Instances over time stay
     objects; a sub-property holding nothing but its value becomes that value."""
     out: dict[str, Any] = {}
     for key, value in instance.items():

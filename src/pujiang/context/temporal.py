@@ -184,7 +184,8 @@ class TemporalQuery:
     ids: list[str] | None = None
     id_pattern: str | None = None
     q: QExpr | None = None
-    # Decided on the entity's current state (location, scope), not on its history.
+    # Decided on the entity's current state (location, scope), not on its history; an entity
+    # without current state is located by its GeoProperty's instances in the window.
     geo: GeoQueryLike | None = None
     scope: ngsild_scope.ScopeExpr | None = None
     aggr_methods: list[str] | None = None
@@ -523,8 +524,14 @@ class TemporalStore:
             filters.append(self._type_filter(tenant, query.types))
         current = select(_E.c.entity_id).where(_E.c.tenant == tenant)
         if query.geo is not None:
+            # located now, or with no current state (then its past locations decide)
             located = _E.c.pk.in_(self.broker.geo_candidates(tenant, query.geo))
-            filters.append(_H.c.entity_id.in_(current.where(located)))
+            filters.append(
+                or_(
+                    _H.c.entity_id.in_(current.where(located)),
+                    _H.c.entity_id.not_in(current),
+                )
+            )
         if query.scope is not None:
             filters.append(_H.c.entity_id.in_(current.where(scope_clause(query.scope))))
         if query.id_pattern:
@@ -658,7 +665,9 @@ class TemporalStore:
                 f"limit 不能超过 {MAX_LIMIT} / limit must not exceed {MAX_LIMIT}",
                 maximum=MAX_LIMIT,
             )
-        with self.db.session() as session:
+        # (the broker's session: on SQLite it makes sure the spatial index a geo-query reads
+        # exists, even before any entity was written)
+        with self.broker._session() as session:
             # one entity more than the page, to know whether another page follows
             probe = replace(query, limit=query.limit + 1) if query.limit else query
             ids, total = self._select_ids(session, tenant, probe)
@@ -715,6 +724,8 @@ class TemporalStore:
             candidates = [i for i in chunk if pattern is None or pattern.fullmatch(i)]
             if current and candidates:
                 candidates = self._current_matches(session, tenant, query, candidates)
+                if query.geo is not None:
+                    candidates = self._geo_history_matches(session, tenant, query, candidates)
             if query.q is not None and candidates:
                 candidates = self._q_matches(session, tenant, query, candidates)
             for entity_id in candidates:
@@ -732,7 +743,8 @@ class TemporalStore:
         session: Session, tenant: str, query: TemporalQuery, ids: list[str]
     ) -> list[str]:
         """The ids whose current entity is in the geo-query's area and the scope query's
-        scopes (an entity without current state has neither: it does not match)."""
+        scopes. An entity without current state matches no scope query; for a geo-query it is
+        kept, to be decided on its history (`_geo_history_matches`)."""
         rows = session.execute(
             select(_E.c.entity_id, _E.c.doc).where(_E.c.tenant == tenant, _E.c.entity_id.in_(ids))
         )
@@ -742,6 +754,8 @@ class TemporalStore:
         for entity_id in ids:
             doc = docs.get(entity_id)
             if doc is None:
+                if query.scope is None:
+                    kept.append(entity_id)
                 continue
             entity: Entity = orjson.loads(doc)
             if query.geo is not None and not geo_matches(entity, query.geo):
@@ -750,6 +764,42 @@ class TemporalStore:
                 continue
             kept.append(entity_id)
         return kept
+
+    def _geo_history_matches(
+        self, session: Session, tenant: str, query: TemporalQuery, ids: list[str]
+    ) -> list[str]:
+        """Entities without current state (deleted, or known only through the temporal API)
+        match a geo-query when an instance of the GeoProperty inside the time window does;
+        the others were decided on their current location."""
+        geo = query.geo
+        if geo is None or not ids:
+            return ids
+        present = set(
+            session.scalars(
+                select(_E.c.entity_id).where(_E.c.tenant == tenant, _E.c.entity_id.in_(ids))
+            )
+        )
+        past = [i for i in ids if i not in present]
+        if not past:
+            return ids
+        # the window of the query; a deletion has no location, so under deletedAt every
+        # location the entity had counts
+        window = TemporalQuery(attrs=[geo.geoproperty])
+        if query.timeproperty != "deletedAt":
+            window = replace(
+                window,
+                timerel=query.timerel,
+                time_at=query.time_at,
+                end_time_at=query.end_time_at,
+                timeproperty=query.timeproperty,
+            )
+        rows = self._load_rows(session, tenant, window, past, None, backward=False)
+        located = {
+            r.entity_id
+            for r in rows
+            if isinstance(r.instance.get("value"), dict) and geo.matches(r.instance["value"])
+        }
+        return [i for i in ids if i in present or i in located]
 
     def _q_matches(
         self, session: Session, tenant: str, query: TemporalQuery, ids: list[str]
@@ -834,6 +884,7 @@ class TemporalStore:
             instance["modifiedAt"] = iso(row.recorded)
         if row.deleted:
             instance.setdefault("deletedAt", iso(row.recorded))
+            _null_member(instance)
         return instance
 
     def _aggregated(
@@ -1075,6 +1126,29 @@ class TemporalStore:
 
 
 _Buckets = list[tuple[tuple[datetime, datetime], list[_Row]]]
+
+
+# The NGSI-LD Null of each attribute type in the type's own value member (clause 5.2.1: deleted
+# elements in notifications and in the temporal evolution): a deleted Relationship instance is
+# `{"type": "Relationship", "object": "urn:ngsi-ld:null"}`, not a `value`.
+_NULL = "urn:ngsi-ld:null"
+_NULL_MEMBERS: dict[str, tuple[str, Any]] = {
+    "Relationship": ("object", _NULL),
+    "LanguageProperty": ("languageMap", {"@none": _NULL}),
+    "ListProperty": ("valueList", [_NULL]),
+    "ListRelationship": ("objectList", [_NULL]),
+    "JsonProperty": ("json", _NULL),
+    "VocabProperty": ("vocab", _NULL),
+}
+
+
+def _null_member(instance: Instance) -> None:
+    """Put a deletion marker's Null in its type's value member (markers recorded with `value`
+    whatever the type are read the same way)."""
+    member, null = _NULL_MEMBERS.get(str(instance.get("type") or "Property"), ("value", _NULL))
+    if member != "value":
+        instance.pop("value", None)
+    instance[member] = orjson.loads(orjson.dumps(null))
 
 
 def _buckets(
