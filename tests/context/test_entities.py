@@ -93,7 +93,7 @@ def test_duplicate_create_is_409(client: TestClient, writer: H) -> None:
             },
             "BadRequestData",
         ),
-        ([1, 2], "BadRequestData"),
+        ([1, 2], "InvalidRequest"),  # not one entity object: a malformed request
     ],
 )
 def test_bad_entities_are_400(client: TestClient, writer: H, payload: Any, kind: str) -> None:

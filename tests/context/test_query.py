@@ -64,7 +64,8 @@ def test_type_expressions(client: TestClient, reader: H, city: None) -> None:
 
 
 def test_ids_pattern_attrs(client: TestClient, reader: H, city: None) -> None:
-    assert ids(query(client, reader, id="urn:ngsi-ld:Device:9,urn:ngsi-ld:Streetlight:1")) == [
+    wanted = "urn:ngsi-ld:Device:9,urn:ngsi-ld:Streetlight:1"
+    assert ids(query(client, reader, id=wanted, type="Streetlight,Device")) == [
         "urn:ngsi-ld:Streetlight:1",
         "urn:ngsi-ld:Device:9",
     ]

@@ -527,6 +527,15 @@ def check_entity_id(entity_id: str) -> str:
     return entity_id
 
 
+def check_attr_name(attr: str) -> str:
+    """An attribute name in a path: BadRequestData when it is no valid name (a JSON-LD keyword
+    such as `@invalid`, whitespace, ...), rather than 404 for an attribute never found."""
+    jsonld.check_name(attr)
+    if attr.startswith("@"):
+        raise BadData(f"属性名 {attr} 无效 / invalid attribute name {attr}")
+    return attr
+
+
 def _options(options: str | None) -> set[str]:
     return {o.strip() for o in (options or "").split(",") if o.strip()}
 
@@ -731,6 +740,10 @@ def _batch_reply(result: BatchResult, parse_errors: list[dict[str, Any]], *, ok:
 @checked_params(*DISTRIBUTION)
 def create_entity(request: Request, ld: Ld, body: Body, principal: Writer) -> Response:
     payload = read_payload(request, body, ld)
+    if not isinstance(payload, dict):  # not an entity at all: a malformed request (6.3.5)
+        raise NgsiLdError(
+            "InvalidRequest", "请求体必须是一个实体 JSON 对象 / the body must be one entity object"
+        )
     entity = expand_entity(payload, ld.ctx)
     ld.broker.create(ld.tenant, entity, owner=principal.department_code)
     request.state.audit_target = entity["id"]
@@ -847,6 +860,10 @@ def only_datasets(entity: Entity, datasets: set[str]) -> Entity:
     return out
 
 
+# `id` and `type` are entity members, never attribute names (an `attrs` listing them is wrong).
+_NOT_ATTRIBUTES = frozenset({"id", "type", "@id", "@type"})
+
+
 def build_query(
     ld: LdRequest,
     *,
@@ -864,6 +881,7 @@ def build_query(
     offset: int = 0,
     count: bool = False,
     require_filter: bool = True,
+    local: bool = False,
 ) -> BrokerQuery:
     query = BrokerQuery(limit=limit, offset=offset, count=count)
     if limit < 0 or offset < 0:
@@ -892,6 +910,11 @@ def build_query(
     if attrs:
         for name in attrs:
             jsonld.check_name(name)
+            if name in _NOT_ATTRIBUTES:
+                raise BadData(
+                    f"{name} 是实体成员而不是属性，不能用在 attrs 中 / {name} is an entity member, "
+                    "not an attribute: it cannot be listed in attrs"
+                )
         query.attrs = [ld.ctx.expand(a) for a in attrs]
     if q:
         query.q, query.q_evaluate, query.prefilter = _parse_q(q, ld.ctx)
@@ -905,10 +928,13 @@ def build_query(
         query.geo = parse_geo(georel, geometry, coordinates, geoproperty, ld.ctx)
     if scope_q is not None:
         query.scope = parse_scope(scope_q)
-    if require_filter and not (type or attrs or q or given or ids or id_pattern or scope_q):
+    # Clause 5.7.2: a query names a type, attrs, q or a geo-query (or scopeQ, idPattern), or
+    # asks for local=true; a list of ids alone is not enough.
+    if require_filter and not (type or attrs or q or given or id_pattern or scope_q or local):
         raise BadData(
-            "查询实体至少需要 type、attrs、q、id、idPattern、scopeQ 或地理查询之一 / querying "
-            "entities needs at least one of type, attrs, q, id, idPattern, scopeQ or a geo-query"
+            "查询实体至少需要 type、attrs、q、idPattern、scopeQ、地理查询之一或 local=true / "
+            "querying entities needs at least one of type, attrs, q, idPattern, scopeQ, "
+            "a geo-query or local=true"
         )
     return query
 
@@ -1035,6 +1061,7 @@ def query_entities(
     join: str | None = None,
     joinLevel: str | None = None,  # noqa: N803 - the NGSI-LD parameter name
     containedBy: str | None = None,  # noqa: N803 - the NGSI-LD parameter name
+    local: bool = False,
 ) -> Response:
     linked = ngsild_join.plan(join, joinLevel, containedBy, pick, omit, ld.ctx.expand)
     renderer = _renderer(ld, options, format, lang, linked.pick, linked.omit, attrs)
@@ -1054,6 +1081,7 @@ def query_entities(
         limit=limit,
         offset=offset,
         count=count,
+        local=local,
     )
     return _query_reply(request, ld, query, renderer, geoproperty, datasets, linked)
 
@@ -1081,12 +1109,19 @@ def retrieve_entity(
     renderer = _renderer(ld, options, format, lang, linked.pick, linked.omit, attrs)
     datasets = parse_datasets(datasetId)
     entity = ld.broker.retrieve(ld.tenant, entity_id)
-    if datasets is not None:
-        entity = only_datasets(entity, datasets)
     wanted = _split(attrs)
     if wanted:
         keep = {ld.ctx.expand(a) for a in wanted}
+        if not keep & (entity.keys() - jsonld.ENTITY_MEMBERS):
+            # Clause 5.7.1: an entity holding none of the requested attributes is not found.
+            raise NotFound(
+                f"实体 {entity_id} 没有所请求的属性 / entity {entity_id} has none of the "
+                "requested attributes",
+                id=entity_id,
+            )
         entity = {k: v for k, v in entity.items() if k in jsonld.ENTITY_MEMBERS or k in keep}
+    if datasets is not None:
+        entity = only_datasets(entity, datasets)
     prop = ld.ctx.expand(geoproperty) if geoproperty else LOCATION
     (shown,), appended = _joined(ld, [entity], renderer, linked)
     if not shown:  # pick/omit left no member of the entity
@@ -1150,7 +1185,11 @@ def _fragment(payload: Any, ld: LdRequest, entity_id: str, *, allow_null: bool =
     fragment = expand_entity(
         {**payload, "id": entity_id}, ld.ctx, require_type=False, allow_null=allow_null
     )
-    if len([k for k in fragment if k not in jsonld.ENTITY_MEMBERS]) == 0 and not fragment["type"]:
+    if (
+        len([k for k in fragment if k not in jsonld.ENTITY_MEMBERS]) == 0
+        and not fragment["type"]
+        and not fragment.get("scope")
+    ):
         raise BadData("请求体中没有属性 / the body holds no attribute")
     return fragment
 
@@ -1200,7 +1239,7 @@ def patch_attr(
     entity_id: str, attr: str, request: Request, ld: Ld, body: Body, _: Writer
 ) -> Response:
     check_entity_id(entity_id)
-    jsonld.check_name(attr)
+    check_attr_name(attr)
     payload = read_payload(request, body, ld, merge=True)  # PATCH: merge-patch+json (6.3.4)
     if not isinstance(payload, dict):
         raise BadData("请求体必须是 JSON 对象 / the body must be a JSON object")
@@ -1237,6 +1276,7 @@ def replace_attr(
     entity_id: str, attr: str, request: Request, ld: Ld, body: Body, _: Writer
 ) -> Response:
     check_entity_id(entity_id)
+    check_attr_name(attr)
     payload = read_payload(request, body, ld)
     if isinstance(payload, dict):
         payload = {k: v for k, v in payload.items() if k != "@context"}
@@ -1258,13 +1298,12 @@ def delete_attr(
     deleteAll: bool = False,  # noqa: N803
 ) -> Response:
     check_entity_id(entity_id)
-    jsonld.check_name(attr)
+    check_attr_name(attr)
     if datasetId is not None and not is_uri(datasetId):
         raise BadData("datasetId 必须是 URI / datasetId must be a URI")
     ld.broker.require_tenant(ld.tenant)
-    ld.broker.delete_attr(
-        ld.tenant, entity_id, ld.ctx.expand(attr), dataset_id=datasetId, delete_all=deleteAll
-    )
+    name = "scope" if attr == "scope" else ld.ctx.expand(attr)  # the entity's scope (4.18)
+    ld.broker.delete_attr(ld.tenant, entity_id, name, dataset_id=datasetId, delete_all=deleteAll)
     return no_content()
 
 
@@ -1275,9 +1314,10 @@ def _route_path(scope: Scope) -> str:
 
 
 class _EmptySegmentRoute(NgsiLdRoute):
-    """Takes the `/entities/...` paths that hold an empty segment (`/entities//attrs/speed`,
-    or an IRI id sent with bare slashes) and `PUT`/`PATCH`/`DELETE /entities/` (no entity id),
-    which no other route serves, so that they answer 400 BadRequestData rather than 404 or 405.
+    """Takes the `/entities/...` and `/temporal/entities/...` paths that hold an empty segment
+    (`/entities//attrs/speed`, or an IRI id sent with bare slashes) and `PUT`/`PATCH`/`DELETE
+    /entities/` (no entity id), which no other route serves, so that they answer 400
+    BadRequestData rather than 404 or 405.
     `GET`/`POST /entities/` keep the usual redirect to `/entities`."""
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
@@ -1285,9 +1325,15 @@ class _EmptySegmentRoute(NgsiLdRoute):
             return Match.NONE, {}
         safe = _slash_safe_path(scope)  # an IRI's encoded // is no empty segment
         rest = _route_path({**scope, "path": safe} if safe else scope).removeprefix(PREFIX)
+        temporal = rest.startswith("/temporal/entities/")
+        rest = rest.removeprefix("/temporal")
         if not rest.startswith("/entities/"):
             return Match.NONE, {}
-        no_id = rest == "/entities/" and scope.get("method") in ("PUT", "PATCH", "DELETE")
+        no_id = (
+            not temporal
+            and rest == "/entities/"
+            and scope.get("method") in ("PUT", "PATCH", "DELETE")
+        )
         if "//" not in rest and not no_id:
             return Match.NONE, {}
         return super().matches(scope)
@@ -1301,16 +1347,17 @@ def _empty_segment(request: Request) -> Response:
     )
 
 
-router.add_api_route(
-    "/entities/{rest:path}",
-    _empty_segment,
-    methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"],
-    include_in_schema=False,
-    route_class_override=_EmptySegmentRoute,
-    # It only ever answers 400 naming the path's fault: nothing to protect, and a caller with
-    # no token learns nothing about the data.
-    dependencies=[Depends(public)],
-)
+for _path in ("/entities/{rest:path}", "/temporal/entities/{rest:path}"):
+    router.add_api_route(
+        _path,
+        _empty_segment,
+        methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"],
+        include_in_schema=False,
+        route_class_override=_EmptySegmentRoute,
+        # It only ever answers 400 naming the path's fault: nothing to protect, and a caller
+        # with no token learns nothing about the data.
+        dependencies=[Depends(public)],
+    )
 
 
 # -- batch operations ---------------------------------------------------------------------------

@@ -923,7 +923,7 @@ class ContextBroker:
         def build(session: Session) -> list[_Write]:
             pk, previous = self._load_one(session, tenant, entity_id)
             write = _updated(pk, previous, fragment, result)
-            return [write] if write.touched or write.removed else []
+            return [write] if write.touched or write.removed or write.entity != previous else []
 
         self._commit(tenant, build)
         return result
@@ -976,19 +976,33 @@ class ContextBroker:
     def replace_attr(
         self, tenant: str, entity_id: str, name: str, instances: list[Instance]
     ) -> None:
+        """PUT .../attrs/{attr} (clause 5.6.19): each given instance replaces the instance with
+        its datasetId (none: the default instance), which must exist (else ResourceNotFound);
+        the attribute's other instances stay."""
+
         def build(session: Session) -> list[_Write]:
             pk, previous = self._load_one(session, tenant, entity_id)
-            if name not in previous:
+            if name not in previous or name in ENTITY_KEYS:
                 raise NotFound(
                     f"实体 {entity_id} 没有属性 {name} / attribute {name} not found",
                     id=entity_id,
                     attribute=name,
                 )
             entity = _copy(previous)
-            entity[name] = _preserve_created(previous.get(name, []), instances)
-            removed = _missing(previous.get(name, []), instances, name)
+            current = list(previous.get(name, []))
+            for instance in _preserve_created(current, instances):
+                if _find(current, dataset_of(instance)) is None:
+                    dataset = dataset_of(instance)
+                    raise NotFound(
+                        f"属性 {name} 没有 datasetId 为 {dataset or '默认'} 的实例 / attribute "
+                        f"{name} has no instance with datasetId {dataset or '(default)'}",
+                        id=entity_id,
+                        attribute=name,
+                    )
+                current = _put(current, instance)
+            entity[name] = current
             touched = [(name, dataset_of(i)) for i in instances]
-            return [_Write(previous, entity, "update", touched, removed, pk)]
+            return [_Write(previous, entity, "update", touched, [], pk)]
 
         self._commit(tenant, build)
 
@@ -1003,6 +1017,11 @@ class ContextBroker:
     ) -> None:
         def build(session: Session) -> list[_Write]:
             pk, previous = self._load_one(session, tenant, entity_id)
+            if name == "scope" and previous.get("scope"):
+                # DELETE .../attrs/scope removes the entity's scope (clauses 4.18, 5.6.5).
+                entity = _copy(previous)
+                del entity["scope"]
+                return [_Write(previous, entity, "update", [], [], pk)]
             instances = previous.get(name)
             if not instances or name in ENTITY_KEYS:
                 raise NotFound(
@@ -1757,6 +1776,10 @@ def _appended(
 ) -> _Write:
     entity = _copy(previous)
     entity["type"] = _union_types(previous, fragment)
+    if fragment.get("scope"):
+        # Clause 5.6.3: the scope is replaced, or with noOverwrite the new scopes are added.
+        scopes = list(previous.get("scope") or []) if no_overwrite else []
+        entity["scope"] = scopes + [s for s in fragment["scope"] if s not in scopes]
     touched: list[tuple[str, str]] = []
     for name, instances in attributes_of(fragment):
         written = False
@@ -1778,8 +1801,20 @@ def _appended(
 
 def _updated(pk: int, previous: Entity, fragment: Entity, result: UpdateResult) -> _Write:
     """PATCH .../attrs (clause 5.6.2): each instance replaces the one with its datasetId; one
-    whose value is the NGSI-LD Null deletes it (the attribute goes with its last instance)."""
+    whose value is the NGSI-LD Null deletes it (the attribute goes with its last instance).
+    The fragment's types are added to the entity's; its scope replaces the entity's scope, which
+    is reported as not updated when the entity has none."""
     entity = _copy(previous)
+    entity["type"] = _union_types(previous, fragment)
+    if fragment.get("scope"):
+        if previous.get("scope"):
+            if fragment["scope"] == [NGSI_LD_NULL]:  # the NGSI-LD Null deletes it (5.6.2)
+                del entity["scope"]
+            else:
+                entity["scope"] = list(fragment["scope"])
+            result.updated.append("scope")
+        else:
+            result.not_updated.append(("scope", "实体没有 scope / the entity has no scope"))
     touched: list[tuple[str, str]] = []
     removed: list[tuple[str, str, Instance]] = []
     for name, instances in attributes_of(fragment):
