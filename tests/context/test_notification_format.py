@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import pytest
 from fastapi.testclient import TestClient
 
@@ -471,3 +472,194 @@ def test_concise_show_changes_keeps_bare_values_apart() -> None:
 
 
 POINT_BEFORE = {"type": "Point", "coordinates": [121.47, 31.23]}
+
+
+# -- the subscription's datasetId and JSON-LD notifications ---------------------------------------
+
+NAMES = [
+    {"type": "Property", "value": "东方明珠"},
+    {"type": "Property", "value": "Oriental Pearl", "datasetId": "urn:ngsi-ld:Dataset:en"},
+    {"type": "Property", "value": "Perle", "datasetId": "urn:ngsi-ld:Dataset:fr"},
+]
+
+
+def test_subscription_dataset_id_chooses_the_notified_instances(
+    api: TestClient, auth: H, runtime: subscriptions.Runtime, make_receiver: Any
+) -> None:
+    """Table 5.2.12-1 `datasetId`: only the instances of those datasets ("@none": the default
+    instance) are notified; an attribute without such an instance is left out."""
+    french, default, simple = make_receiver(), make_receiver(), make_receiver()
+    add_entity(
+        api,
+        auth,
+        {
+            "id": EID,
+            "type": "Building",
+            "name": NAMES,
+            "height": {"type": "Property", "value": 468},
+        },
+    )
+    for target, dataset, fmt in (
+        (french, ["urn:ngsi-ld:Dataset:fr"], "normalized"),
+        (default, "@none", "normalized"),
+        (simple, ["urn:ngsi-ld:Dataset:fr", "urn:ngsi-ld:Dataset:en"], "keyValues"),
+    ):
+        doc = {
+            "type": "Subscription",
+            "entities": [{"type": "Building"}],
+            "datasetId": dataset,
+            "notificationTrigger": ["attributeUpdated", "attributeDeleted"],
+            "notification": {"endpoint": {"uri": target.url}, "format": fmt},
+        }
+        create(api, auth, doc)
+    reply = api.patch(
+        f"{ENTITIES}/{EID}/attrs",
+        json={"name": {**NAMES[2], "value": "La Perle"}},
+        headers=auth,
+    )
+    assert reply.status_code == 204, reply.text
+    fr = one(french)
+    assert {k: v for k, v in fr.items() if k != "id"} == {
+        "type": "Building",
+        "name": {**NAMES[2], "value": "La Perle"},
+    }
+    assert one(default) == {
+        "id": EID,
+        "type": "Building",
+        "name": NAMES[0],
+        "height": NAMES[0] | {"value": 468},
+    }
+    assert one(simple)["name"] == {
+        "dataset": {
+            "urn:ngsi-ld:Dataset:en": "Oriental Pearl",
+            "urn:ngsi-ld:Dataset:fr": "La Perle",
+        }
+    }
+    # Deleting the chosen instance is told as that instance's Null.
+    reply = api.delete(
+        f"{ENTITIES}/{EID}/attrs/name", params={"datasetId": "urn:ngsi-ld:Dataset:fr"}, headers=auth
+    )
+    assert reply.status_code == 204
+    assert one(french)["name"] == {
+        "type": "Property",
+        "value": NULL,
+        "datasetId": "urn:ngsi-ld:Dataset:fr",
+    }
+    assert one(simple)["name"] == {
+        "dataset": {"urn:ngsi-ld:Dataset:en": "Oriental Pearl", "urn:ngsi-ld:Dataset:fr": NULL}
+    }
+    default.wait(1)
+
+
+@pytest.mark.parametrize("dataset", [[], "fr", ["urn:ngsi-ld:Dataset:fr", 3], {"id": "x:y"}])
+def test_bad_subscription_dataset_id(api: TestClient, auth: H, dataset: Any) -> None:
+    doc = {
+        "type": "Subscription",
+        "entities": [{"type": "Building"}],
+        "datasetId": dataset,
+        "notification": {"endpoint": {"uri": "http://127.0.0.1:9/n"}},
+    }
+    reply = api.post(SUBS, json=doc, headers=auth)
+    assert reply.status_code == 400, reply.text
+    body = reply.json()
+    assert body["type"] == "https://uri.etsi.org/ngsi-ld/errors/BadRequestData"
+    assert "datasetId" in body["detail"]
+
+
+def test_jsonld_notification_entities_carry_the_context(
+    api: TestClient, auth: H, runtime: subscriptions.Runtime, make_receiver: Any
+) -> None:
+    """Endpoint accept application/ld+json: each notified entity is a JSON-LD document with
+    the subscription's @context (`jsonldContext` where given); application/json: none, the
+    context goes in the Link header."""
+    written, chosen, plain = make_receiver(), make_receiver(), make_receiver()
+    add_entity(api, auth, building())
+    ld = {"uri": "", "accept": "application/ld+json"}
+    core = subscriptions.CORE_CONTEXT_URL
+    for target, extra in (
+        (written, {}),
+        (chosen, {"jsonldContext": core}),
+    ):
+        doc = {
+            "type": "Subscription",
+            "entities": [{"type": "Building"}],
+            "notification": {"endpoint": {**ld, "uri": target.url}},
+            **extra,
+        }
+        create(api, auth, doc)
+    watch(api, auth, plain.url, ["attributeUpdated"])
+    reply = api.patch(
+        f"{ENTITIES}/{EID}/attrs", json={"name": {"type": "Property", "value": "x"}}, headers=auth
+    )
+    assert reply.status_code == 204, reply.text
+    for target in (written, chosen):
+        [got] = target.wait(1)
+        assert got.headers["Content-Type"] == "application/ld+json"
+        assert "Link" not in got.headers
+        assert got.body["@context"] == core
+        assert [e["@context"] for e in got.body["data"]] == [core]
+        assert got.body["data"][0]["name"] == {"type": "Property", "value": "x"}
+    [got] = plain.wait(1)
+    assert "@context" not in got.body
+    assert "@context" not in got.body["data"][0]
+    assert core in got.headers["Link"]
+
+
+def test_jsonld_context_of_one_url_is_sent_as_a_string() -> None:
+    url = "https://example.org/ctx.jsonld"
+    for written, sent in (
+        ([url], url),
+        ([url, subscriptions.CORE_CONTEXT_URL], url),
+        (None, subscriptions.CORE_CONTEXT_URL),
+        ({"name": "https://schema.org/name"}, {"name": "https://schema.org/name"}),
+    ):
+        body = subscriptions.notification_body(
+            "urn:ngsi-ld:Subscription:s", [{"id": "urn:a:1"}], "application/ld+json", written
+        )
+        assert body["@context"] == sent
+        assert body["data"] == [{"id": "urn:a:1", "@context": sent}]
+    body = subscriptions.notification_body(
+        "urn:ngsi-ld:Subscription:s", [{"id": "urn:a:1"}], "application/json", [url]
+    )
+    assert "@context" not in body
+    assert body["data"] == [{"id": "urn:a:1"}]
+
+
+def test_jsonld_context_member_compacts_the_notification(
+    api: TestClient, auth: H, runtime: subscriptions.Runtime, make_receiver: Any
+) -> None:
+    """Table 5.2.12-1 `jsonldContext`: the @context notifications are compacted with (and
+    that they name); without it, the @context the subscription was written with."""
+    core = subscriptions.CORE_CONTEXT_URL
+    own = {"Tower": "https://example.org/ns/Tower", "height": "https://example.org/ns/height"}
+    ld = {**auth, "Content-Type": "application/ld+json"}
+    doc = {"id": EID, "type": "Tower", "height": {"type": "Property", "value": 468}}
+    reply = api.post(ENTITIES, content=orjson.dumps({**doc, "@context": [own, core]}), headers=ld)
+    assert reply.status_code == 201, reply.text
+    chosen, written = make_receiver(), make_receiver()
+    for target, extra in ((chosen, {"jsonldContext": core}), (written, {})):
+        sub = {
+            "type": "Subscription",
+            "entities": [{"type": "Tower"}],
+            "notification": {"endpoint": {"uri": target.url}},
+            "@context": [own, core],
+            **extra,
+        }
+        reply = api.post(SUBS, content=orjson.dumps(sub), headers=ld)
+        assert reply.status_code == 201, reply.text
+    patch = {"height": {"type": "Property", "value": 470}, "@context": [own, core]}
+    reply = api.patch(f"{ENTITIES}/{EID}/attrs", content=orjson.dumps(patch), headers=ld)
+    assert reply.status_code == 204, reply.text
+    [got] = chosen.wait(1)
+    assert got.body["data"] == [
+        {
+            "id": EID,
+            "type": own["Tower"],
+            own["height"]: {"type": "Property", "value": 470},
+        }
+    ]
+    assert f"<{core}>" in got.headers["Link"]
+    [got] = written.wait(1)
+    assert got.body["data"] == [
+        {"id": EID, "type": "Tower", "height": {"type": "Property", "value": 470}}
+    ]

@@ -596,6 +596,46 @@ def test_invalid_patch_leaves_the_subscription(api: TestClient, auth: dict[str, 
     assert body["notification"]["format"] == "normalized"  # the default, not "xml"
 
 
+def test_unacceptable_accept_comes_before_not_found(api: TestClient, auth: dict[str, str]) -> None:
+    """Clause 6.3.4: an Accept the broker cannot answer is 406, whether or not the
+    subscription exists."""
+    sub_id = create(api, auth, subscription(HTTP_URI))
+    for target in (sub_id, "urn:ngsi-ld:Subscription:unknown"):
+        reply = api.get(f"{SUBS}/{target}", headers={**auth, "Accept": "application/xml"})
+        assert reply.status_code == 406, reply.text
+        assert reply.json()["type"] == "https://uri.etsi.org/ngsi-ld/errors/NotAcceptable"
+    missing = api.get(f"{SUBS}/urn:ngsi-ld:Subscription:unknown", headers=auth)
+    assert missing.status_code == 404
+    found = api.get(f"{SUBS}/{sub_id}", headers={**auth, "Accept": "application/*"})
+    assert found.status_code == 200
+    assert found.json()["id"] == sub_id
+
+
+def test_patch_takes_merge_patch_json(api: TestClient, auth: dict[str, str]) -> None:
+    """PATCH with application/merge-patch+json (clause 6.3.4) reads like application/json:
+    the @context from the Link header; other media types stay 415."""
+    sub_id = create(api, auth, subscription(HTTP_URI))
+    fragment = {"notification": {"endpoint": {"uri": "http://127.0.0.1:9/other"}}}
+    merge = {**auth, "Content-Type": "application/merge-patch+json"}
+    reply = api.patch(f"{SUBS}/{sub_id}", content=orjson.dumps(fragment), headers=merge)
+    assert reply.status_code == 204, reply.text
+    body = api.get(f"{SUBS}/{sub_id}", headers=auth).json()
+    assert body["notification"]["endpoint"]["uri"] == "http://127.0.0.1:9/other"
+    with_context = {"@context": subscriptions.CORE_CONTEXT_URL, **fragment}
+    reply = api.patch(f"{SUBS}/{sub_id}", content=orjson.dumps(with_context), headers=merge)
+    assert reply.status_code == 400
+    assert reply.json()["type"] == BAD_DATA
+    for media in ("text/plain", "application/merge-patch+xml"):
+        reply = api.patch(
+            f"{SUBS}/{sub_id}",
+            content=orjson.dumps(fragment),
+            headers={**auth, "Content-Type": media},
+        )
+        assert reply.status_code == 415, media
+    created = api.post(SUBS, content=orjson.dumps(subscription(HTTP_URI)), headers=merge)
+    assert created.status_code == 415  # only PATCH takes merge-patch
+
+
 # -- pure parts -----------------------------------------------------------------------------------
 
 

@@ -124,8 +124,14 @@ def test_jsonld_notification_carries_context(
     assert got.headers["Content-Type"] == "application/ld+json"
     assert "Link" not in got.headers
     assert got.body["@context"] == subscriptions.CORE_CONTEXT_URL
+    # Each entity is a JSON-LD document of its own (clause 5.2.15), with the same @context.
     assert got.body["data"] == [
-        {"id": "urn:ngsi-ld:AirQualityObserved:1", "type": "AirQualityObserved", "pm25": 80}
+        {
+            "id": "urn:ngsi-ld:AirQualityObserved:1",
+            "type": "AirQualityObserved",
+            "pm25": 80,
+            "@context": subscriptions.CORE_CONTEXT_URL,
+        }
     ]
 
 

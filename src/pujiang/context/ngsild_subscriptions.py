@@ -18,6 +18,7 @@ import orjson
 from fastapi import APIRouter, Depends, Request, Response
 from sqlalchemy.exc import IntegrityError
 
+from pujiang.context import ngsild_join
 from pujiang.context import subscriptions as subs
 from pujiang.context.jsonld import (
     ActiveContext,
@@ -30,6 +31,7 @@ from pujiang.context.ngsild import (
     broker_of,
     link_context,
     location,
+    negotiate,
     processor_of,
     tenant_of,
 )
@@ -40,6 +42,7 @@ from pujiang.context.notify import (
     mqtt_options,
     parse_mqtt_uri,
 )
+from pujiang.context.service import BadData
 from pujiang.context.subscription_models import Subscription
 from pujiang.platform import audit
 from pujiang.platform.db import utcnow
@@ -56,6 +59,7 @@ Subscriber = Annotated[CurrentPrincipal, Depends(require(CONTEXT_SUBSCRIBE))]
 JSON = "application/json"
 JSONLD = "application/ld+json"
 ACCEPTS = (JSON, JSONLD)
+MERGE_PATCH = "application/merge-patch+json"
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 MAX_LIMIT = 1000
 DEFAULT_LIMIT = 20
@@ -74,10 +78,14 @@ def bad_data(detail: str) -> NgsiLdError:
 # -- the document ---------------------------------------------------------------------------------
 
 
+def _is_uri(value: Any) -> bool:
+    return isinstance(value, str) and bool(re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:\S+$", value))
+
+
 def _uri(value: Any, member: str) -> str:
-    if not isinstance(value, str) or not re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:\S+$", value):
+    if not _is_uri(value):
         raise SubscriptionError(f"{member} must be a URI (e.g. urn:ngsi-ld:...), not {value!r}")
-    return value
+    return str(value)
 
 
 def _names(value: Any, member: str) -> list[str]:
@@ -157,6 +165,18 @@ def _entities(value: Any, terms: ActiveContext) -> list[dict[str, Any]]:
             raise SubscriptionError(f"entities.type: {exc}") from exc
         selectors.append(selector)
     return selectors
+
+
+def _datasets(value: Any) -> list[str]:
+    """The subscription's `datasetId` (Table 5.2.12-1): a URI or "@none" (the default
+    instance), or a non-empty array of them."""
+    items = value if isinstance(value, list) else [value]
+    if not items or not all(i == "@none" or _is_uri(i) for i in items):
+        raise SubscriptionError(
+            f'datasetId 必须是 URI 或 "@none"，或它们组成的非空数组，不是 {value!r} / '
+            f'datasetId must be a URI or "@none", or a non-empty array of them, not {value!r}'
+        )
+    return list(dict.fromkeys(items))
 
 
 def _geo(value: Any, terms: ActiveContext) -> dict[str, Any]:
@@ -242,6 +262,17 @@ def _notification(value: Any, terms: ActiveContext) -> dict[str, Any]:
             f"not {fmt!r}"
         )
     compiled["format"] = subs.FORMAT_ALIASES.get(fmt, fmt)
+    if "join" in value or "joinLevel" in value:
+        # Linked Entity retrieval (clause 4.5.23): joinLevel is a JSON number here.
+        try:
+            mode, level, _ = ngsild_join.parse_join(
+                value.get("join"), value.get("joinLevel"), body=True
+            )
+        except BadData as exc:
+            raise SubscriptionError(f"notification.{exc}") from exc
+        if mode is not None:
+            compiled["join"] = mode
+            compiled["joinLevel"] = level
     for flag in ("sysAttrs", "showChanges"):
         if flag in value:
             if not isinstance(value[flag], bool):
@@ -352,6 +383,8 @@ def compile_subscription(
         compiled["jsonldContext"] = _uri(doc["jsonldContext"], "jsonldContext")
         if processor is not None:  # it must resolve: ContextNotAvailable is 504
             processor.active(compiled["jsonldContext"])
+    if "datasetId" in doc:
+        compiled["datasetId"] = _datasets(doc["datasetId"])
     for member in ("subscriptionName", "description"):
         if member in doc and not isinstance(doc[member], str):
             raise SubscriptionError(f"{member} must be a string")
@@ -443,13 +476,17 @@ def render(row: Subscription, *, with_context: bool) -> dict[str, Any]:
 # -- requests -------------------------------------------------------------------------------------
 
 
-async def read_document(request: Request) -> tuple[dict[str, Any], Any]:
-    """The JSON body and the @context it is to be read with (body, Link header, or core)."""
+async def read_document(request: Request, *, merge: bool = False) -> tuple[dict[str, Any], Any]:
+    """The JSON body and the @context it is to be read with (body, Link header, or core).
+    `merge`: a PATCH, which also takes application/merge-patch+json (clause 6.3.4), read as
+    application/json (the @context from the Link header)."""
     media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    if media not in ACCEPTS:
+    allowed = (*ACCEPTS, MERGE_PATCH) if merge else ACCEPTS
+    if media not in allowed:
         raise NgsiLdError(
             "UnsupportedMediaType",
-            f"send Content-Type {JSON} or {JSONLD}, not {media or 'nothing'!r}",
+            f"不支持的 Content-Type {media or '（空）'}，请用 {' 或 '.join(allowed)} / send "
+            f"Content-Type {' or '.join(allowed)}, not {media or 'nothing'!r}",
         )
     try:
         doc = orjson.loads(await request.body())
@@ -576,6 +613,7 @@ def list_subscriptions(
 def get_subscription(
     sub_id: str, request: Request, session: DbSession, _principal: Subscriber
 ) -> Response:
+    negotiate(request, geo=False)  # 406 comes before 404 (clause 6.3.4)
     row = _found(session, tenant_of(request), sub_id)
     return _json(render(row, with_context=_wants_jsonld(request)), request)
 
@@ -585,7 +623,7 @@ async def update_subscription(
     sub_id: str, request: Request, session: DbSession, principal: Subscriber
 ) -> Response:
     tenant = tenant_of(request)
-    fragment, ld_context = await read_document(request)
+    fragment, ld_context = await read_document(request, merge=True)
     row = _found(session, tenant, sub_id)
     if "id" in fragment and fragment["id"] != sub_id:
         raise bad_data("the id of a subscription cannot be changed")

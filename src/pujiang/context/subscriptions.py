@@ -39,6 +39,7 @@ import orjson
 from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
+from pujiang.context import ngsild_join
 from pujiang.context.jsonld import (
     CORE_CONTEXT_URL,
     DEFAULT_VOCAB,
@@ -238,6 +239,19 @@ class Compiled:
     show_changes: bool
     # notification.pick/omit (clause 4.21), attribute names expanded: what `data` keeps.
     projection: Projection = field(default_factory=Projection)
+    # The subscription's `datasetId` (Table 5.2.12-1): the attribute instances notified, by
+    # datasetId ("@none": the default instance); None: every instance.
+    datasets: frozenset[str] | None = None
+    # notification.join/joinLevel (clause 4.5.23): "flat", "inline" or None (no join).
+    join: str | None = None
+    join_level: int = ngsild_join.DEFAULT_LEVEL
+    # The @context notifications are compacted with: `jsonldContext` (Table 5.2.12-1) when
+    # given, else `terms` (the one the subscription was written with).
+    notify_terms: ActiveContext | None = None
+
+    @property
+    def shown_terms(self) -> ActiveContext:
+        return self.notify_terms if self.notify_terms is not None else self.terms
 
     @classmethod
     def build(cls, row: Any, processor: ContextProcessor | None = None) -> Compiled:
@@ -272,7 +286,23 @@ class Compiled:
                 frozenset(doc["pick"]) if doc.get("pick") else None,
                 frozenset(doc.get("omit") or ()),
             ),
+            datasets=frozenset(doc["datasetId"]) if doc.get("datasetId") else None,
+            join=doc.get("join"),
+            notify_terms=(
+                _terms_or_core(doc["jsonldContext"], processor)
+                if doc.get("jsonldContext")
+                else None
+            ),
+            join_level=int(doc.get("joinLevel") or ngsild_join.DEFAULT_LEVEL),
         )
+
+    def keeps_instance(self, instance: dict[str, Any]) -> bool:
+        """Whether notifications carry this attribute instance (the `datasetId` member)."""
+        return self.datasets is None or (_dataset(instance) or "@none") in self.datasets
+
+    def instances(self, value: Any) -> list[dict[str, Any]]:
+        """The instances of an attribute that notifications carry."""
+        return [i for i in _instances(value) if self.keeps_instance(i)]
 
     def shows(self, member: str) -> bool:
         """Whether notifications carry this entity member or attribute (expanded name)."""
@@ -404,11 +434,11 @@ def _shown(kind: Any, value: Any, terms: ActiveContext) -> Any:
 
 def _renderer(compiled: Compiled) -> Renderer:
     fmt = {"keyValues": "simplified"}.get(compiled.format, compiled.format)
-    return Renderer(compiled.terms, fmt=fmt, sys_attrs=compiled.sys_attrs)
+    return Renderer(compiled.shown_terms, fmt=fmt, sys_attrs=compiled.sys_attrs)
 
 
 def _header(entity: dict[str, Any], compiled: Compiled) -> dict[str, Any]:
-    terms = compiled.terms
+    terms = compiled.shown_terms
     out: dict[str, Any] = {}
     if compiled.shows("id"):
         out["id"] = entity.get("id")
@@ -449,7 +479,7 @@ def _null_instance(
     if with_dataset and old.get("datasetId"):
         item["datasetId"] = old["datasetId"]
     if compiled.show_changes and member in old:
-        item[previous_member] = _shown(kind, old[member], compiled.terms)
+        item[previous_member] = _shown(kind, old[member], compiled.shown_terms)
     if compiled.sys_attrs:
         for stamp in ("createdAt", "modifiedAt"):
             if stamp in old:
@@ -484,7 +514,7 @@ def _with_previous(
         return item
     if not isinstance(item, dict) or member not in item:
         item = {"value": item}  # a concise bare value (a GeoProperty's: the geometry itself)
-    item[previous_member] = _shown(kind, before[member], compiled.terms)
+    item[previous_member] = _shown(kind, before[member], compiled.shown_terms)
     return item
 
 
@@ -538,26 +568,31 @@ def render_entity(
     before = previous or {}
     gone_names = set(deleted)
     renderer = _renderer(compiled)
-    terms = compiled.terms
+    terms = compiled.shown_terms
     out = _header(entity, compiled)
     for name in entity:
         if name in ENTITY_MEMBERS or not compiled.shows(name):
             continue
-        instances = _instances(entity[name])
-        if not instances:
-            continue
+        instances = compiled.instances(entity[name])
         lost: list[dict[str, Any]] = []
         if name in gone_names:
-            kept = {_dataset(i) for i in instances}
-            lost = [i for i in _instances(before.get(name)) if _dataset(i) not in kept]
+            kept = {_dataset(i) for i in _instances(entity[name])}
+            lost = [i for i in compiled.instances(before.get(name)) if _dataset(i) not in kept]
+        if not instances and not lost:
+            continue
+        if not instances:  # only instances of other datasets are left: the chosen are gone
+            out[terms.compact(name)] = _gone_attribute(lost, compiled, at)
+            continue
         out[terms.compact(name)] = _attribute(
-            instances, lost, _instances(before.get(name)), compiled, renderer, at
+            instances, lost, compiled.instances(before.get(name)), compiled, renderer, at
         )
     in_order = [n for n in before if n in gone_names] + sorted(gone_names - set(before))
     for name in in_order:
         if name in entity or name in ENTITY_MEMBERS or not compiled.shows(name):
             continue
-        out[terms.compact(name)] = _gone_attribute(_instances(before.get(name)), compiled, at)
+        old = compiled.instances(before.get(name))
+        if old or compiled.datasets is None:
+            out[terms.compact(name)] = _gone_attribute(old, compiled, at)
     return out
 
 
@@ -579,9 +614,61 @@ def render_deleted_entity(
     for name in previous:
         if name not in wanted or name in ENTITY_MEMBERS or not compiled.shows(name):
             continue
-        instances = _instances(previous[name])
-        out[compiled.terms.compact(name)] = _gone_attribute(instances, compiled, at)
+        instances = compiled.instances(previous[name])
+        if instances or compiled.datasets is None:
+            out[compiled.shown_terms.compact(name)] = _gone_attribute(instances, compiled, at)
     return out
+
+
+# Linked Entity retrieval in notifications (notification.join, clause 4.5.23): the rendering and
+# the reading of linked entities are ngsild_join's, as for GET /entities.
+LinkedFetch = Callable[[str], ngsild_join.Fetch]  # tenant -> how to read its entities by id
+
+
+def _joined_instances(shown: Any, joined: Any) -> Any:
+    """`shown` (an attribute as notified) with the `entity`/`entityList` members the joined
+    rendering gave its instances (same order; deleted instances come after and get none)."""
+    links = ("entity", "entityList")
+    if isinstance(shown, dict) and isinstance(joined, dict):
+        shown.update({k: joined[k] for k in links if k in joined})
+    elif isinstance(shown, list) and isinstance(joined, list):
+        for item, other in zip(shown, joined, strict=False):
+            if isinstance(item, dict) and isinstance(other, dict):
+                item.update({k: other[k] for k in links if k in other})
+    return shown
+
+
+def join_linked(
+    entity: dict[str, Any],
+    rendered: dict[str, Any],
+    compiled: Compiled,
+    fetch: ngsild_join.Fetch,
+    *,
+    deleted: Iterable[str] = (),
+) -> list[dict[str, Any]]:
+    """The `data` items for one notified entity with `notification.join`: inline, its shown
+    Relationships carry the linked entities; flat, they follow it. Only the Relationships
+    (and instances) the notification shows are followed."""
+    if compiled.join is None:
+        return [rendered]
+    shown = {
+        name: value if name in ENTITY_MEMBERS else compiled.instances(value)
+        for name, value in entity.items()
+        if name in ENTITY_MEMBERS or compiled.shows(name)
+    }
+    plan = ngsild_join.Plan(compiled.join, compiled.join_level)
+    (joined,), appended = ngsild_join.render([shown], _renderer(compiled), plan, fetch)
+    if compiled.join == "flat":
+        return [rendered, *appended]
+    gone = {compiled.shown_terms.compact(n) for n in deleted}
+    for key, value in joined.items():
+        if key not in rendered or key in gone or key in ("id", "type", "scope"):
+            continue
+        if compiled.format == "keyValues":
+            rendered[key] = value  # the simplified form puts the entity in place of its id
+        else:
+            rendered[key] = _joined_instances(rendered[key], value)
+    return [rendered]
 
 
 # -- store ----------------------------------------------------------------------------------------
@@ -709,10 +796,12 @@ class Matcher:
         db: Database,
         wake: Callable[[], None] | None = None,
         processor: ContextProcessor | None = None,
+        linked: LinkedFetch | None = None,
     ) -> None:
         self.db = db
         self.wake = wake or (lambda: None)
         self.processor = processor
+        self.linked = linked
         self._compiled: dict[tuple[int, datetime], Compiled] = {}
         self._lock = threading.Lock()
         self._active_cache: tuple[tuple[str, str], list[Any]] | None = None
@@ -763,14 +852,14 @@ class Matcher:
                     continue
                 if row.throttling and not self._take_throttle(session, row, now):
                     continue
-                data = self._data(compiled, trigger, event, changes, at)
+                data = self._data(compiled, trigger, event, changes, at, tenant)
                 outbox.append(
                     {
                         "tenant": tenant,
                         "subscription_pk": row.pk,
                         "endpoint_key": endpoint_key(row.endpoint_uri),
                         "trigger": trigger,
-                        "data": orjson.dumps([data]).decode(),
+                        "data": orjson.dumps(data).decode(),
                         "attempts": 0,
                         "next_attempt_at": now,
                         "dead": False,
@@ -835,25 +924,35 @@ class Matcher:
         event: dict[str, Any],
         changes: dict[str, set[str]],
         at: str,
-    ) -> dict[str, Any]:
+        tenant: str = "",
+    ) -> list[dict[str, Any]]:
+        """The notification's `data`: the entity (a deleted one is not joined), and with
+        notification.join its linked entities."""
         entity, previous = event.get("entity"), event.get("previous")
         if entity is None:  # the entity was deleted
             before = previous or {"id": event.get("id"), "type": event.get("type") or []}
             if trigger == "entityDeleted":
-                return render_deleted_entity(before, compiled, at)
+                return [render_deleted_entity(before, compiled, at)]
             # attributeDeleted: the deleted attributes that fired it (the watched ones).
             gone = changes.get("attributeDeleted", set())
             if compiled.watched is not None:
                 gone = gone & compiled.watched
-            return render_deleted_entity(before, compiled, at, gone)
+            return [render_deleted_entity(before, compiled, at, gone)]
         deleted = changes.get("attributeDeleted", set()) if trigger != "entityCreated" else set()
-        return render_entity(entity, compiled, previous=previous, deleted=deleted, at=at)
+        rendered = render_entity(entity, compiled, previous=previous, deleted=deleted, at=at)
+        if compiled.join is None or self.linked is None:
+            return [rendered]
+        return join_linked(entity, rendered, compiled, self.linked(tenant), deleted=deleted)
 
 
 # -- notifications: payload and headers -----------------------------------------------------------
 
 
 def notification_body(sub_id: str, data: list[Any], accept: str, ld_context: Any) -> dict[str, Any]:
+    """The Notification (clause 5.2.15). With endpoint accept application/ld+json it is JSON-LD:
+    the notification and each entity of `data` carry `@context` (`ld_context`: the
+    subscription's `jsonldContext`, else the @context it was written with, one URL as a plain
+    string), so that an entity taken out of the notification can still be expanded."""
     body: dict[str, Any] = {
         "id": f"urn:ngsi-ld:Notification:{uuid.uuid4()}",
         "type": "Notification",
@@ -862,8 +961,24 @@ def notification_body(sub_id: str, data: list[Any], accept: str, ld_context: Any
         "data": data,
     }
     if accept == "application/ld+json":
-        body["@context"] = ld_context if ld_context else CORE_CONTEXT_URL
+        context = _plain_context(ld_context)
+        body["data"] = [
+            {**item, "@context": context} if isinstance(item, dict) else item for item in data
+        ]
+        body["@context"] = context
     return body
+
+
+def _plain_context(ld_context: Any) -> Any:
+    """The @context to send: the core URL when none was given, one URL (beside the core one,
+    which every @context ends with anyway) as a string, anything else as written."""
+    if not ld_context:
+        return CORE_CONTEXT_URL
+    if isinstance(ld_context, list) and all(isinstance(c, str) for c in ld_context):
+        urls = [c for c in ld_context if c != CORE_CONTEXT_URL]
+        if len(urls) <= 1:
+            return urls[0] if urls else CORE_CONTEXT_URL
+    return ld_context
 
 
 def context_link(compiled: dict[str, Any], ld_context: Any) -> str:
@@ -961,9 +1076,11 @@ class Dispatcher:
         *,
         entity_source: EntitySource | None = None,
         processor: ContextProcessor | None = None,
+        linked: LinkedFetch | None = None,
     ) -> None:
         self.db = db
         self.processor = processor
+        self.linked = linked
         self.config = config or DeliveryConfig()
         self.entity_source = entity_source
         self.stats = DeliveryStats()
@@ -1302,6 +1419,13 @@ class Dispatcher:
                 if not entities:
                     continue
                 data = [render_entity(e, compiled) for e in entities]
+                if compiled.join is not None and self.linked is not None:
+                    fetch = self.linked(sub.tenant)
+                    data = [
+                        item
+                        for e, shown in zip(entities, data, strict=True)
+                        for item in join_linked(e, shown, compiled, fetch)
+                    ]
                 session.add(
                     NotificationOutbox(
                         tenant=sub.tenant,
@@ -1355,13 +1479,15 @@ def install(
     from pujiang.context.ngsild import processor_of  # the app's processor (stored contexts)
 
     processor = processor_of(context)
+    linked = broker_linked(context)
     dispatcher = Dispatcher(
         context.db,
         config,
         entity_source=entity_source or broker_entity_source(context),
         processor=processor,
+        linked=linked,
     )
-    matcher = Matcher(context.db, dispatcher.wake, processor)
+    matcher = Matcher(context.db, dispatcher.wake, processor, linked)
     context.bus.subscribe(CHANGED_TOPIC, matcher.on_entity_changed)
     runtime = Runtime(matcher=matcher, dispatcher=dispatcher)
     context.extras[_EXTRA] = runtime
@@ -1387,6 +1513,14 @@ def delivery(context: Any, config: DeliveryConfig | None = None) -> Iterator[Dis
         yield dispatcher
     finally:
         dispatcher.stop()
+
+
+def broker_linked(context: Any) -> LinkedFetch:
+    """notification.join reads linked entities through the broker's query by ids."""
+    from pujiang.context.ngsild import broker_of
+
+    broker = broker_of(context)
+    return lambda tenant: ngsild_join.broker_fetch(broker, tenant)
 
 
 def broker_entity_source(context: Any) -> EntitySource:
