@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Collection, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, NoReturn, TypeVar
@@ -824,29 +824,37 @@ def _split(text: str | None) -> list[str] | None:
 NONE_DATASET = "@none"  # the default instance in a `datasetId` list (clause 4.5.5)
 
 
-def parse_datasets(text: str | None) -> set[str] | None:
-    """The `datasetId` query parameter: datasetIds (URIs), `@none` for the default instance,
-    as the set of `dataset_of` values to keep ("" = default); None when absent."""
-    if text is None:
+def parse_datasets(value: Any) -> list[str] | None:
+    """The `datasetId` parameter (clause 4.5.5) of entity and temporal reads: datasetIds (URIs)
+    of the instances to show, `@none` for the default instance, as the `dataset_of` values to
+    keep ("" = default), in order; None when absent. A query string gives comma-separated
+    text, a Query body a non-empty array of strings; an empty item is an error."""
+    if value is None:
         return None
-    items = _split(text)
-    if not items:
-        raise BadData("datasetId 不能为空 / datasetId must not be empty")
-    datasets: set[str] = set()
+    if isinstance(value, str):
+        items = [v.strip() for v in value.split(",")]
+    elif isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        items = [v.strip() for v in value]
+    else:
+        raise BadData(
+            "datasetId 必须是字符串或非空字符串数组 / datasetId must be a string or a non-empty "
+            "array of strings"
+        )
+    chosen: list[str] = []
     for item in items:
         if item == NONE_DATASET:
-            datasets.add("")
+            chosen.append("")
         elif is_uri(item):
-            datasets.add(item)
+            chosen.append(item)
         else:
             raise BadData(
                 f"datasetId 必须是 URI 或 @none，不是 {item!r} / datasetId must be a URI or "
                 f"@none, not {item!r}"
             )
-    return datasets
+    return list(dict.fromkeys(chosen))
 
 
-def only_datasets(entity: Entity, datasets: set[str]) -> Entity:
+def only_datasets(entity: Entity, datasets: Collection[str]) -> Entity:
     """The entity with only the attribute instances of `datasets` (clause 5.7.1/5.7.2
     `datasetId`); an attribute left with no instance is dropped, the entity itself stays."""
     out: Entity = {}
@@ -1005,7 +1013,7 @@ def _query_reply(
     query: BrokerQuery,
     renderer: Renderer,
     geoproperty: str | None = None,
-    datasets: set[str] | None = None,
+    datasets: Collection[str] | None = None,
     linked: ngsild_join.Plan | None = None,
 ) -> Response:
     wanted = query.limit

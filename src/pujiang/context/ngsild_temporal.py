@@ -36,6 +36,7 @@ from pujiang.context.ngsild import (
     check_entity_id,
     check_options,
     no_content,
+    parse_datasets,
     parse_geo,
     parse_scope,
     parse_types,
@@ -212,34 +213,6 @@ def _temporal_query(
         query.pick_attrs, query.omit_attrs = shown.attributes()
     query.datasets = datasets
     return query
-
-
-def _dataset_filter(value: Any) -> list[str] | None:
-    """The `datasetId` parameter (clause 4.5.5): datasetIds (URIs) of the instances to show,
-    "@none" for the default instance; the text of a query string or the Query's array."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        items = [v.strip() for v in value.split(",")]
-    elif isinstance(value, list) and value and all(isinstance(v, str) for v in value):
-        items = [v.strip() for v in value]
-    else:
-        raise BadData(
-            "datasetId 必须是字符串或非空字符串数组 / datasetId must be a string or a non-empty "
-            "array of strings"
-        )
-    chosen: list[str] = []
-    for item in items:
-        if item == "@none":
-            chosen.append("")
-        elif is_uri(item):
-            chosen.append(item)
-        else:
-            raise BadData(
-                f"datasetId 必须是 URI 或 @none：{item!r} / each datasetId must be a URI or "
-                f"@none, not {item!r}"
-            )
-    return list(dict.fromkeys(chosen))
 
 
 def _instances(name: str, raw: Any, ctx: ActiveContext) -> list[dict[str, Any]]:
@@ -535,7 +508,7 @@ def query_temporal(
         offset=offset,
         count=count,
         shown=shown,
-        datasets=_dataset_filter(datasetId),
+        datasets=parse_datasets(datasetId),
     )
     return _query_reply(request, ld, store, query, representation, sys_attrs, shown)
 
@@ -652,7 +625,7 @@ def query_temporal_post(
         offset=offset,
         count=count,
         shown=shown,
-        datasets=_dataset_filter(payload.get("datasetId")),
+        datasets=parse_datasets(payload.get("datasetId")),
     )
     return _query_reply(request, ld, store, query, representation, sys_attrs, shown)
 
@@ -707,7 +680,7 @@ def retrieve_temporal(
         aggr_period=aggrPeriodDuration,
         representation=representation,
         shown=shown,
-        datasets=_dataset_filter(datasetId),
+        datasets=parse_datasets(datasetId),
     )
     page = store.retrieve(ld.tenant, entity_id, query)
     rendered = _render(page, ld, representation, sys_attrs, shown)[0]
