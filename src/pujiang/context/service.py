@@ -469,6 +469,11 @@ class ContextBroker:
             self._spatial_ready = True
         return self.db.session()
 
+    def session(self) -> Any:
+        """A session on the broker's tables for other readers (the temporal engine): the
+        spatial index exists by then, as the broker's own sessions ensure."""
+        return self._session()
+
     def _publish(self, changes: Iterable[Change]) -> None:
         if self.bus is None:
             return

@@ -667,7 +667,7 @@ class TemporalStore:
             )
         # (the broker's session: on SQLite it makes sure the spatial index a geo-query reads
         # exists, even before any entity was written)
-        with self.broker._session() as session:
+        with self.broker.session() as session:
             # one entity more than the page, to know whether another page follows
             probe = replace(query, limit=query.limit + 1) if query.limit else query
             ids, total = self._select_ids(session, tenant, probe)
