@@ -174,8 +174,10 @@ def test_bad_join_values(
     assert f"notification.{named}" in reply.json()["detail"]
     doc["notification"] = {"endpoint": {"uri": "http://127.0.0.1:9/n"}}
     sub_id = create(api, auth, doc)
-    reply = api.patch(f"{SUBS}/{sub_id}", json={"notification": notification}, headers=auth)
+    patch = {"notification": {"endpoint": {"uri": "http://127.0.0.1:9/n"}, **notification}}
+    reply = api.patch(f"{SUBS}/{sub_id}", json=patch, headers=auth)
     assert reply.status_code == 400, reply.text
+    assert f"notification.{named}" in reply.json()["detail"]
     body = api.get(f"{SUBS}/{sub_id}", headers=auth).json()
     assert "join" not in body["notification"]
     assert "joinLevel" not in body["notification"]

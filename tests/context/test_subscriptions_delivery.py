@@ -297,7 +297,7 @@ def test_retry_then_success(
     [got] = flaky.wait(1, timeout=5)
     assert got.body["data"][0]["pm25"]["value"] == 66
     assert flaky.requests == 3
-    assert until(lambda: status(api, auth, sub_id)["notification"]["timesSent"] == 3)
+    assert until(lambda: status(api, auth, sub_id)["notification"].get("timesSent") == 3)
     notification = status(api, auth, sub_id)["notification"]
     assert notification["timesFailed"] == 2
     assert notification["status"] == "ok"
@@ -316,7 +316,7 @@ def test_gives_up_after_max_attempts(
     broken = make_receiver(fail_first=1000)
     sub_id = create(api, auth, subscription(broken.url))
     publish(context, changed("update", entity(), entity()))
-    assert until(lambda: status(api, auth, sub_id)["notification"]["timesFailed"] == 3)
+    assert until(lambda: status(api, auth, sub_id)["notification"].get("timesFailed") == 3)
     time.sleep(0.5)
     assert broken.requests == FAST.max_attempts
     assert status(api, auth, sub_id)["notification"]["status"] == "failed"

@@ -13,6 +13,7 @@ import re
 import uuid
 from datetime import datetime
 from typing import Annotated, Any
+from urllib.parse import quote
 
 import orjson
 from fastapi import APIRouter, Depends, Request, Response
@@ -28,6 +29,7 @@ from pujiang.context.jsonld import (
 from pujiang.context.ngsild import (
     NgsiLdError,
     NgsiLdRoute,
+    _link_header,
     broker_of,
     link_context,
     location,
@@ -404,19 +406,22 @@ def clean_document(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def merge_fragment(body: dict[str, Any], fragment: dict[str, Any]) -> dict[str, Any]:
-    """PATCH: members of the fragment replace the stored ones (`null` removes one);
-    `notification` is merged member by member."""
+    """PATCH (clause 5.8.2, by the partial update patch of clause 5.5.8): every member of the
+    fragment replaces the stored member as a whole, `null` removes one. `notification` too is
+    replaced, not merged member by member, so a fragment's notification must carry its
+    `endpoint` (mandatory in NotificationParams, Table 5.2.14-1); the ETSI suite's 029_03 and
+    029_04 expect BadRequestData for one without."""
+    notification = fragment.get("notification")
+    if isinstance(notification, dict) and not isinstance(notification.get("endpoint"), dict):
+        raise SubscriptionError(
+            "PATCH 中的 notification 会整体替换原有的 notification，必须带 endpoint "
+            "（只改格式等成员也要把 endpoint 一并发送）/ a notification in a PATCH replaces the "
+            "stored one as a whole (clause 5.5.8): it must carry its endpoint (send the endpoint "
+            "along when changing only format or other notification members)"
+        )
     merged = dict(body)
     for key, value in fragment.items():
-        if key == "notification" and isinstance(value, dict):
-            inner = dict(merged.get("notification") or {})
-            for k, v in value.items():
-                if v is None:
-                    inner.pop(k, None)
-                else:
-                    inner[k] = v
-            merged[key] = inner
-        elif value is None:
+        if value is None:
             merged.pop(key, None)
         else:
             merged[key] = value
@@ -441,7 +446,10 @@ def render(row: Subscription, *, with_context: bool) -> dict[str, Any]:
     """A stored subscription as GET returns it: the document as written, the defaults of the
     members it left out (Tables 5.2.12-1, 5.2.14-1, 5.2.15-1: notificationTrigger,
     notification.format, endpoint.accept, jsonldContext when the @context was one URL; not
-    `isActive`, whose absence already says true) and the status members."""
+    `isActive`, whose absence already says true) and the status members that have a value
+    (Table 5.2.14-1, all 0..1): `timesSent`, `timesFailed`, `lastNotification` and the
+    notification's `status` once a notification was sent, `lastSuccess`/`lastFailure` once one
+    succeeded/failed. Before the first notification none of them is shown."""
     out = dict(row.body)
     out.setdefault("notificationTrigger", list(subs.DEFAULT_TRIGGERS))
     if "jsonldContext" not in out:
@@ -453,8 +461,9 @@ def render(row: Subscription, *, with_context: bool) -> dict[str, Any]:
     notification.setdefault("format", "normalized")
     if isinstance(notification.get("endpoint"), dict):
         notification["endpoint"] = {"accept": JSON, **notification["endpoint"]}
-    notification["timesSent"] = row.times_sent
-    notification["timesFailed"] = row.times_failed
+    if row.times_sent:
+        notification["timesSent"] = row.times_sent
+        notification["timesFailed"] = row.times_failed
     for member, value in (
         ("lastNotification", row.last_notification),
         ("lastSuccess", row.last_success),
@@ -507,9 +516,26 @@ def _wants_jsonld(request: Request) -> bool:
     return JSONLD in request.headers.get("accept", "")
 
 
-def _json(content: Any, request: Request, headers: dict[str, str] | None = None) -> Response:
-    media = JSONLD if _wants_jsonld(request) else JSON
-    return Response(orjson.dumps(content), media_type=media, headers=headers)
+def _json(
+    content: Any,
+    request: Request,
+    rows: list[Subscription],
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """The reply in JSON-LD (the @context in each subscription, see `render`) or in JSON with
+    the @context in a Link header (clause 6.3.5), as the entity routes answer. The Link names
+    the @context the subscriptions were written with when it is one URL shared by all of
+    `rows`; otherwise (an inline @context, or several on one page) the request's Link
+    @context, else the core context."""
+    headers = dict(headers or {})
+    if _wants_jsonld(request):
+        return Response(orjson.dumps(content), media_type=JSONLD, headers=headers)
+    urls = {_default_context_url(row.ld_context) for row in rows}
+    url = urls.pop() if len(urls) == 1 else None
+    if url is not None:  # a header is Latin-1: an IRI goes percent-encoded (RFC 3987 3.1)
+        url = quote(url, safe=":/?#[]@!$&'()*+,;=%~")
+    headers["Link"] = _link_header(url or link_context(request))
+    return Response(orjson.dumps(content), media_type=JSON, headers=headers)
 
 
 def _request_id(request: Request) -> str:
@@ -606,7 +632,7 @@ def list_subscriptions(
         broker_of(context).require_tenant(tenant)
     with_context = _wants_jsonld(request)
     headers = {"NGSILD-Results-Count": str(total)} if count == "true" else {}
-    return _json([render(r, with_context=with_context) for r in rows], request, headers)
+    return _json([render(r, with_context=with_context) for r in rows], request, rows, headers)
 
 
 @router.get("/subscriptions/{sub_id:path}")
@@ -615,7 +641,7 @@ def get_subscription(
 ) -> Response:
     negotiate(request, geo=False)  # 406 comes before 404 (clause 6.3.4)
     row = _found(session, tenant_of(request), sub_id)
-    return _json(render(row, with_context=_wants_jsonld(request)), request)
+    return _json(render(row, with_context=_wants_jsonld(request)), request, [row])
 
 
 @router.patch("/subscriptions/{sub_id:path}", status_code=204)
@@ -631,7 +657,10 @@ async def update_subscription(
     if not fragment:
         raise bad_data("the fragment changes nothing: send the members to change")
     context = ld_context if ld_context is not None else row.ld_context
-    body = merge_fragment(row.body, fragment)
+    try:
+        body = merge_fragment(row.body, fragment)
+    except SubscriptionError as exc:
+        raise bad_data(str(exc)) from exc
     compiled = _compile(request, body, context, check_expiry="expiresAt" in fragment)
     subs.replace(session, row, body, compiled, context)
     audit.append(
