@@ -14,8 +14,10 @@ JSON-LD syntax (`check_context`) before any of its URLs is looked up.
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -43,6 +45,11 @@ _CORE_URL = re.compile(
 
 # A resolver maps a context URL to the value of its document's "@context" (None: unknown).
 Resolver = Callable[[str], Any]
+# Receives the uses of stored contexts counted since the last call: {url: (uses, last use)}.
+UsesSink = Callable[[dict[str, tuple[int, datetime]]], None]
+_log = logging.getLogger(__name__)
+FLUSH_USES = 1000  # uses held in memory before they are handed to the sink ...
+FLUSH_SECONDS = 30.0  # ... or seconds since the last hand-over, whichever comes first
 
 
 class ContextNotAvailable(Exception):
@@ -249,14 +256,36 @@ class ContextProcessor:
     """Builds active contexts from @context values, caching them; thread-safe.
 
     `resolver` looks URLs up in stored contexts; the core URL never reaches it.
+
+    Every use of a stored context counts (its `numberOfHits`), whether the active context was
+    built (the resolver read the store) or served from the cache: each cache entry remembers the
+    URLs its build resolved, and each `active()` call that returns it counts one use of each.
+    Uses are held in memory and handed to `on_uses` (which writes them to the store in one
+    transaction) every `FLUSH_USES` uses or `FLUSH_SECONDS` seconds, at the next use, and
+    whenever `flush_uses()` is called (before the counts are read). A process that stops loses
+    at most that many uses; a count never costs a database write per request.
     """
 
-    def __init__(self, resolver: Resolver | None = None) -> None:
+    def __init__(
+        self,
+        resolver: Resolver | None = None,
+        *,
+        on_uses: UsesSink | None = None,
+        flush_every: int = FLUSH_USES,
+        flush_seconds: float = FLUSH_SECONDS,
+    ) -> None:
         self.resolver = resolver
-        self._cache: OrderedDict[str, ActiveContext] = OrderedDict()
+        # key -> (active context, the stored-context URLs its build resolved)
+        self._cache: OrderedDict[str, tuple[ActiveContext, tuple[str, ...]]] = OrderedDict()
         self._lock = threading.Lock()
         self._core = self._build_core()
         self.core_loaded_at = datetime.now(UTC)  # `createdAt` of the core's /jsonldContexts entry
+        self.on_uses = on_uses
+        self.flush_every = flush_every
+        self.flush_seconds = flush_seconds
+        self._uses: dict[str, tuple[int, datetime]] = {}
+        self._pending = 0
+        self._flushed_at = time.monotonic()
 
     @property
     def core(self) -> ActiveContext:
@@ -292,14 +321,61 @@ class ContextProcessor:
             hit = self._cache.get(key)
             if hit is not None:
                 self._cache.move_to_end(key)
-                return hit
+        if hit is not None:
+            self._count(hit[1])
+            return hit[0]
         check_context(value)  # syntax first: a bad item is 400 even beside an unknown URL
-        built = self._build(value)
+        used: list[str] = []
+        built = self._build(value, used)
         with self._lock:
-            self._cache[key] = built
+            self._cache[key] = (built, tuple(used))
             while len(self._cache) > CACHE_SIZE:
                 self._cache.popitem(last=False)
+        self._count(used)
         return built
+
+    # -- counting uses of stored contexts ----------------------------------------------------
+
+    def _count(self, urls: tuple[str, ...] | list[str]) -> None:
+        if not urls:
+            return
+        now = datetime.now(UTC)
+        with self._lock:
+            for url in urls:
+                uses, _ = self._uses.get(url, (0, now))
+                self._uses[url] = (uses + 1, now)
+            self._pending += len(urls)
+            due = (
+                self._pending >= self.flush_every
+                or time.monotonic() - self._flushed_at >= self.flush_seconds
+            )
+        if due:
+            self.flush_uses()
+
+    def take_uses(self) -> dict[str, tuple[int, datetime]]:
+        """The uses counted since the last call, {url: (uses, last use)}; forgets them."""
+        with self._lock:
+            taken, self._uses, self._pending = self._uses, {}, 0
+            self._flushed_at = time.monotonic()
+        return taken
+
+    def flush_uses(self) -> None:
+        """Hand the counted uses to `on_uses`. If it fails (a busy database, say) they are
+        kept for the next try and the request that triggered it goes on: a count is never worth
+        a failed request."""
+        if self.on_uses is None:
+            return
+        taken = self.take_uses()
+        if not taken:
+            return
+        try:
+            self.on_uses(taken)
+        except Exception:
+            _log.warning("could not record @context uses; kept for the next flush", exc_info=True)
+            with self._lock:  # kept, but not toward the next threshold: no retry per request
+                for url, (uses, last) in taken.items():
+                    held, held_last = self._uses.get(url, (0, last))
+                    self._uses[url] = (held + uses, max(last, held_last))
 
     # -- building --------------------------------------------------------------------------
 
@@ -312,10 +388,10 @@ class ContextProcessor:
         _index(context, terms, {})
         return context
 
-    def _build(self, value: Any) -> ActiveContext:
+    def _build(self, value: Any, used: list[str] | None = None) -> ActiveContext:
         definitions: dict[str, Any] = {}
         vocab = [DEFAULT_VOCAB]
-        self._collect(value, definitions, vocab, 0)
+        self._collect(value, definitions, vocab, 0, used)
         core = self._core
         # Core terms are protected: a user context cannot redefine them.
         user = {k: v for k, v in definitions.items() if k not in core.protected}
@@ -326,14 +402,22 @@ class ContextProcessor:
         _index(context, {k: v for k, v in terms.items() if k not in user_terms}, user_terms)
         return context
 
-    def _collect(self, value: Any, out: dict[str, Any], vocab: list[str], depth: int) -> None:
+    def _collect(
+        self,
+        value: Any,
+        out: dict[str, Any],
+        vocab: list[str],
+        depth: int,
+        used: list[str] | None = None,
+    ) -> None:
+        """Gather term definitions; `used` collects the URLs the resolver found."""
         if depth > MAX_DEPTH:
             raise InvalidContext("@context nests too deeply (more than 8 levels)")
         if value is None:
             return
         if isinstance(value, list):
             for item in value:
-                self._collect(item, out, vocab, depth + 1)
+                self._collect(item, out, vocab, depth + 1, used)
             return
         if isinstance(value, str):
             if is_core_url(value):
@@ -343,7 +427,9 @@ class ContextProcessor:
             resolved = self.resolver(value) if self.resolver is not None else None
             if resolved is None:
                 raise ContextNotAvailable(value)
-            self._collect(resolved, out, vocab, depth + 1)
+            if used is not None:
+                used.append(value)
+            self._collect(resolved, out, vocab, depth + 1, used)
             return
         if not isinstance(value, dict):
             raise InvalidContext("@context must be a URL, an object or a list of them")
@@ -353,7 +439,7 @@ class ContextProcessor:
                     vocab[0] = definition
                 continue
             if key == "@import" and isinstance(definition, str):
-                self._collect(definition, out, vocab, depth + 1)
+                self._collect(definition, out, vocab, depth + 1, used)
                 continue
             if key.startswith("@"):
                 continue  # @version, @protected, @base, @language ...

@@ -327,35 +327,55 @@ def broker_of(context: AppContext) -> ContextBroker:
 def processor_of(context: AppContext) -> ContextProcessor:
     processor = context.extras.get(PROCESSOR_KEY)
     if processor is None:
-        processor = ContextProcessor(_stored_resolver(context))
+        processor = ContextProcessor(_stored_resolver(context), on_uses=_record_uses(context))
         context.extras[PROCESSOR_KEY] = processor
     return processor
+
+
+def _stored_row(session: Any, url: str) -> Any:
+    """(id, body) of the stored @context a URL names, or None."""
+    row = session.execute(
+        select(ContextJsonld.id, ContextJsonld.body).where(ContextJsonld.url == url)
+    ).first()
+    if row is None and f"{PREFIX}/jsonldContexts/" in url:
+        # A hosted context by its relative path, or reached under another host name (a proxy):
+        # its local id.
+        local = unquote(url.rsplit("/jsonldContexts/", 1)[1]).removeprefix(LOCAL_ID_PREFIX)
+        row = session.execute(
+            select(ContextJsonld.id, ContextJsonld.body).where(ContextJsonld.id == local)
+        ).first()
+    return row
 
 
 def _stored_resolver(context: AppContext) -> Callable[[str], Any]:
     def resolve(url: str) -> Any:
         with context.db.session() as session:
-            row = session.execute(
-                select(ContextJsonld.id, ContextJsonld.body).where(ContextJsonld.url == url)
-            ).first()
-            if row is None and f"{PREFIX}/jsonldContexts/" in url:
-                # A hosted context by its relative path, or reached under another host name (a
-                # proxy): its local id.
-                local = unquote(url.rsplit("/jsonldContexts/", 1)[1]).removeprefix(LOCAL_ID_PREFIX)
-                row = session.execute(
-                    select(ContextJsonld.id, ContextJsonld.body).where(ContextJsonld.id == local)
-                ).first()
-            if row is None:
-                return None
-            session.execute(
-                update(ContextJsonld)
-                .where(ContextJsonld.id == row[0])
-                .values(hits=ContextJsonld.hits + 1, last_used_at=datetime.now(UTC))
-            )
+            row = _stored_row(session, url)
+        if row is None:
+            return None
         document = orjson.loads(row[1])
         return document.get("@context") if isinstance(document, dict) else document
 
     return resolve
+
+
+def _record_uses(context: AppContext) -> Callable[[dict[str, tuple[int, datetime]]], None]:
+    """Write the uses the processor counted (`numberOfHits`, `lastUsage`) in one transaction:
+    one UPDATE per stored @context used since the last flush, not one per request."""
+
+    def record(uses: dict[str, tuple[int, datetime]]) -> None:
+        with context.db.session() as session:
+            for url, (hits, last) in uses.items():
+                row = _stored_row(session, url)
+                if row is None:  # deleted since
+                    continue
+                session.execute(
+                    update(ContextJsonld)
+                    .where(ContextJsonld.id == row[0])
+                    .values(hits=ContextJsonld.hits + hits, last_used_at=last)
+                )
+
+    return record
 
 
 # -- request parsing ----------------------------------------------------------------------------
@@ -449,6 +469,17 @@ def negotiate(request: Request, *, geo: bool = True) -> str:
 
 def ld_request(request: Request, context: Context) -> LdRequest:
     """Tenant, Accept and the Link-header @context (GET, DELETE and application/json bodies)."""
+    return _ld_request(request, context, geo=True)
+
+
+def ld_request_no_geo(request: Request, context: Context) -> LdRequest:
+    """As `ld_request`, for operations whose replies are not entities (`/types`,
+    `/attributes`): GeoJSON is not offered (clause 6.3.15 applies it to entities only), so an
+    Accept of `application/geo+json` alone is 406 NotAcceptable."""
+    return _ld_request(request, context, geo=False)
+
+
+def _ld_request(request: Request, context: Context, *, geo: bool) -> LdRequest:
     processor = processor_of(context)
     url = link_context(request)
     ctx = processor.active(url)
@@ -456,7 +487,7 @@ def ld_request(request: Request, context: Context) -> LdRequest:
         tenant=tenant_of(request),
         ctx=ctx,
         context_url=url,
-        accept=negotiate(request),
+        accept=negotiate(request, geo=geo),
         broker=broker_of(context),
         processor=processor,
         geometry_property=request.query_params.get("geometryProperty"),
@@ -465,6 +496,7 @@ def ld_request(request: Request, context: Context) -> LdRequest:
 
 
 Ld = Annotated[LdRequest, Depends(ld_request)]
+LdNoGeo = Annotated[LdRequest, Depends(ld_request_no_geo)]
 
 
 def read_payload(request: Request, body: bytes, ld: LdRequest, *, merge: bool = False) -> Any:
@@ -890,6 +922,7 @@ def build_query(
     count: bool = False,
     require_filter: bool = True,
     local: bool = False,
+    q_from_url: bool = False,
 ) -> BrokerQuery:
     query = BrokerQuery(limit=limit, offset=offset, count=count)
     if limit < 0 or offset < 0:
@@ -925,7 +958,7 @@ def build_query(
                 )
         query.attrs = [ld.ctx.expand(a) for a in attrs]
     if q:
-        query.q, query.q_evaluate, query.prefilter = _parse_q(q, ld.ctx)
+        query.q, query.q_evaluate, query.prefilter = _parse_q(q, ld.ctx, from_url=q_from_url)
     given = [p for p in (georel, geometry, coordinates) if p not in (None, "")]
     if given and len(given) < 3:
         raise BadData(
@@ -957,13 +990,16 @@ def parse_scope(text: Any) -> ngsild_scope.ScopeExpr:
         raise BadData(f"scopeQ 无效：{exc} / invalid scopeQ: {exc}") from exc
 
 
-def _parse_q(text: str, ctx: ActiveContext) -> tuple[Any, Any, Any]:
+def _parse_q(text: str, ctx: ActiveContext, *, from_url: bool = False) -> tuple[Any, Any, Any]:
+    """`from_url`: the q of a URL query string, which may have been percent-encoded twice
+    (`ngsild_q.parse_url_q`); a q in a JSON body is never percent-encoded."""
     try:
         from pujiang.context import ngsild_q  # the query-language engineer's module
     except ImportError as exc:  # pragma: no cover - until ngsild_q.py lands
         raise NotSupported("q 查询暂不可用 / q queries are not available yet") from exc
     try:
-        expr = ngsild_q.parse_q(text).map_names(ctx.expand)
+        parse = ngsild_q.parse_url_q if from_url else ngsild_q.parse_q
+        expr = parse(text).map_names(ctx.expand)
     except ValueError as exc:
         raise BadData(f"q 无效：{exc} / invalid q: {exc}") from exc
     prefilter = ngsild_q.sql_prefilter(expr)
@@ -1090,6 +1126,7 @@ def query_entities(
         offset=offset,
         count=count,
         local=local,
+        q_from_url=True,
     )
     return _query_reply(request, ld, query, renderer, geoproperty, datasets, linked)
 
@@ -1615,7 +1652,7 @@ def _list_id(kind: str) -> str:
 
 @router.get("/types", summary="实体类型 / entity types")
 @checked_params(*DISTRIBUTION)
-def list_types(ld: Ld, _: Reader, details: bool = False) -> Response:
+def list_types(ld: LdNoGeo, _: Reader, details: bool = False) -> Response:
     if not details:
         names = ld.broker.entity_types(ld.tenant)
         body: Any = {
@@ -1638,7 +1675,7 @@ def list_types(ld: Ld, _: Reader, details: bool = False) -> Response:
 
 @router.get("/types/{type_name}", summary="实体类型详情 / entity type information")
 @checked_params(*DISTRIBUTION)
-def type_info(type_name: str, ld: Ld, _: Reader) -> Response:
+def type_info(type_name: str, ld: LdNoGeo, _: Reader) -> Response:
     jsonld.check_name(type_name)
     iri = ld.ctx.expand(type_name)
     found = ld.broker.type_details(ld.tenant, iri)
@@ -1665,7 +1702,7 @@ def type_info(type_name: str, ld: Ld, _: Reader) -> Response:
 
 @router.get("/attributes", summary="属性 / attributes")
 @checked_params(*DISTRIBUTION)
-def list_attributes(ld: Ld, _: Reader, details: bool = False) -> Response:
+def list_attributes(ld: LdNoGeo, _: Reader, details: bool = False) -> Response:
     found = ld.broker.attribute_details(ld.tenant)
     if not details:
         body: Any = {
@@ -1688,7 +1725,7 @@ def list_attributes(ld: Ld, _: Reader, details: bool = False) -> Response:
 
 @router.get("/attributes/{attr}", summary="属性详情 / attribute information")
 @checked_params(*DISTRIBUTION)
-def attribute_info(attr: str, ld: Ld, _: Reader) -> Response:
+def attribute_info(attr: str, ld: LdNoGeo, _: Reader) -> Response:
     jsonld.check_name(attr)
     iri = ld.ctx.expand(attr)
     found = ld.broker.attribute_details(ld.tenant, iri)
@@ -1803,6 +1840,8 @@ def list_contexts(
     """List @contexts (clause 5.13.3): URLs, or with `details=true` their metadata; `kind`
     (Cached, Hosted, ImplicitlyCreated) filters. The core @context is listed as Cached."""
     _check_kind(kind)
+    if details:
+        processor_of(context).flush_uses()  # numberOfHits counts the uses not yet written
     entries = [_core_entry(context)]
     with context.db.session() as session:
         rows = session.scalars(select(ContextJsonld).order_by(ContextJsonld.created_at))
@@ -1874,6 +1913,8 @@ def serve_context(
     """Serve @context (clause 5.13.4): the stored document of a Hosted @context, or with
     `details=true` the metadata of any entry; a Cached one is not served (422)."""
     media = negotiate(request, geo=False)
+    if details:
+        processor_of(context).flush_uses()  # numberOfHits counts the uses not yet written
     entry = find_context(context, context_id)
     if entry is None:
         raise _context_not_found(context_id)

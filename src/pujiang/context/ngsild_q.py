@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from typing import Any, Literal
+from urllib.parse import unquote
 
 __all__ = [
     "META_ATTRIBUTES",
@@ -51,6 +52,7 @@ __all__ = [
     "QValueList",
     "evaluate",
     "parse_q",
+    "parse_url_q",
     "sql_prefilter",
 ]
 
@@ -822,6 +824,33 @@ def parse_q(text: str) -> QExpr:
     if not isinstance(text, str):
         raise QSyntaxError("q must be a string", 0)
     return _Parser(text).parse()
+
+
+_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
+
+
+def parse_url_q(text: str) -> QExpr:
+    """Parse a q taken from a URL query string, which the HTTP layer has decoded once (RFC 3986:
+    `%22`, `%3B`, `%20`, `%C3%A9` arrive as `"`, `;`, a blank, `é`).
+
+    A q that parses is taken as it is: a `%` left in a quoted string, a regular expression or an
+    unquoted URI is literal, so a stored value `"50%25"` or a URI holding `%20` stays findable.
+    A q that does not parse but still holds percent-escapes was encoded twice by its client
+    (`%2522`, `%253B`, `%2520` on the wire): it is decoded once more (UTF-8) and parsed again.
+    If that fails too, the error reported is the one of the q as received."""
+    try:
+        return parse_q(text)
+    except QSyntaxError as first:
+        if not isinstance(text, str) or not _ESCAPE.search(text):
+            raise
+        try:
+            decoded = unquote(text, errors="strict")
+        except UnicodeDecodeError:
+            raise first from None
+        try:
+            return parse_q(decoded)
+        except QSyntaxError:
+            raise first from None
 
 
 # --------------------------------------------------------------------------------------------

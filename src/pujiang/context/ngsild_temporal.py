@@ -25,6 +25,7 @@ from pujiang.context.jsonld import (
 )
 from pujiang.context.ngsild import (
     DEFAULT_LIMIT,
+    DISTRIBUTION,
     PREFIX,
     Body,
     Ld,
@@ -35,6 +36,7 @@ from pujiang.context.ngsild import (
     Writer,
     check_entity_id,
     check_options,
+    checked_params,
     no_content,
     parse_datasets,
     parse_geo,
@@ -66,6 +68,21 @@ from pujiang.context.temporal import (
 from pujiang.platform.deps import Context
 
 router = APIRouter(prefix=PREFIX + "/temporal", route_class=NgsiLdRoute, tags=["NGSI-LD temporal"])
+
+# Parameters the spec defines for the temporal queries (tables 6.18.3.2-1, 6.19.3.1-1,
+# 6.24.3.1-1) that this broker accepts and ignores (clause 6.3.20 lets every other name be 400
+# InvalidRequest): `csf` (no context sources), `expandValues`, `lang` (temporal replies are not
+# language-filtered), `join`/`joinLevel`/`containedBy` (no linked entities in temporal replies),
+# `entityMap`, and on retrieval `type`. The parameters the handlers read are allowed anyway.
+TEMPORAL_NOT_IMPLEMENTED = (
+    "csf",
+    "expandValues",
+    "lang",
+    "join",
+    "joinLevel",
+    "containedBy",
+    "entityMap",
+)
 
 # `format` and `options` values of the temporal retrieval and query (clauses 6.3.7, 6.3.12,
 # 6.18-6.20); `count` is also taken as an option (as count=true).
@@ -131,9 +148,12 @@ def _types(text: str | None, ctx: ActiveContext) -> list[frozenset[str]] | None:
     return parse_types(text, ctx) if text else None
 
 
-def _q(text: str, ctx: ActiveContext) -> ngsild_q.QExpr:
+def _q(text: str, ctx: ActiveContext, *, from_url: bool) -> ngsild_q.QExpr:
+    """`from_url`: a q of the URL query string, maybe percent-encoded twice by its client
+    (`ngsild_q.parse_url_q`); one of a JSON body is parsed as it is."""
+    parse = ngsild_q.parse_url_q if from_url else ngsild_q.parse_q
     try:
-        return ngsild_q.parse_q(text).map_names(ctx.expand)
+        return parse(text).map_names(ctx.expand)
     except ngsild_q.QSyntaxError as exc:
         raise BadData(f"q 无效：{exc} / invalid q: {exc}") from exc
 
@@ -161,6 +181,7 @@ def _temporal_query(
     count: bool = False,
     shown: Projection | None = None,
     datasets: list[str] | None = None,
+    q_from_url: bool = False,
 ) -> TemporalQuery:
     query = parse_temporal_query(
         timerel=timerel,
@@ -193,7 +214,7 @@ def _temporal_query(
             jsonld.check_name(name)
         query.attrs = [ld.ctx.expand(a) for a in attrs]
     if q:
-        query.q = _q(q, ld.ctx)
+        query.q = _q(q, ld.ctx, from_url=q_from_url)
     if geo is not None:
         georel, geometry, coordinates, geoproperty = geo
         given = [p for p in (georel, geometry, coordinates) if p not in (None, "")]
@@ -444,6 +465,7 @@ def _reply(
 
 
 @router.get("/entities", summary="查询时间演变 / query temporal evolution of entities")
+@checked_params(*DISTRIBUTION, *TEMPORAL_NOT_IMPLEMENTED)
 def query_temporal(
     request: Request,
     ld: Ld,
@@ -509,6 +531,7 @@ def query_temporal(
         count=count,
         shown=shown,
         datasets=parse_datasets(datasetId),
+        q_from_url=True,
     )
     return _query_reply(request, ld, store, query, representation, sys_attrs, shown)
 
@@ -536,6 +559,7 @@ def _query_reply(
     "/entityOperations/query",
     summary="以请求体查询时间演变 / query temporal evolution (POST)",
 )
+@checked_params(*DISTRIBUTION)
 def query_temporal_post(
     request: Request,
     ld: Ld,
@@ -640,6 +664,7 @@ def _aggr(payload: dict[str, Any], temporal: dict[str, Any], name: str) -> Any:
 
 
 @router.get("/entities/{entity_id}", summary="读取时间演变 / retrieve temporal evolution")
+@checked_params(*DISTRIBUTION, *TEMPORAL_NOT_IMPLEMENTED, "type")
 def retrieve_temporal(
     entity_id: str,
     ld: Ld,
