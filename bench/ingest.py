@@ -11,8 +11,8 @@ measures: temperature and relative humidity) and measures, in one run:
 
 - **raw**: the same rows written straight into the same store with sqlite3 `executemany`
   (per observation: the entity document rewritten, the number of two attribute-index rows
-  updated, two history rows inserted), with the same connection settings as the app: what
-  SQLite itself does with these rows, no Python around them;
+  updated, two history rows inserted into their series), with the same connection settings as
+  the app: what SQLite itself does with these rows, no Python around them;
 - **in-process**: `bulk_ingest` called directly (parse, map, check, dedupe, write);
 - **HTTP bulk**: `POST /iot/bulk` (NDJSON, 5,000 observations a request) to a `pujiang serve`
   subprocess, end to end;
@@ -152,7 +152,7 @@ class Stream:
 
 def history_rows(path: Path) -> int:
     with sqlite3.connect(path) as conn:
-        return int(conn.execute("SELECT count(*) FROM context_attr_instances").fetchone()[0])
+        return int(conn.execute("SELECT count(*) FROM context_history").fetchone()[0])
 
 
 # -- raw baseline ----------------------------------------------------------------------------------
@@ -163,6 +163,12 @@ def raw_rate(path: Path, observations: list[dict[str, Any]]) -> float:
     conn = sqlite3.connect(path, isolation_level=None)
     sqlite_pragmas(conn)
     pks = dict(conn.execute("SELECT entity_id, pk FROM context_entities"))
+    series = {
+        (entity_id, attr): series_id
+        for series_id, entity_id, attr in conn.execute(
+            "SELECT id, entity_id, attr FROM context_series WHERE dataset_id = ''"
+        )
+    }
     doc = conn.execute("SELECT doc FROM context_entities LIMIT 1").fetchone()[0]
     at = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
     batches = []  # the rows are built before the clock starts: only SQLite is timed
@@ -175,7 +181,7 @@ def raw_rate(path: Path, observations: list[dict[str, Any]]) -> float:
             for attr, value in ((TEMPERATURE, o["m"]["t"]), (HUMIDITY, o["m"]["h"])):
                 instance = orjson.dumps({"type": "Property", "value": value, "observedAt": o["t"]})
                 attrs.append((value, pk, attr))
-                row = ("", eid, ENTITY_TYPE, attr, "", "Property", o["t"], at, 0, value, None)
+                row = (series[eid, attr], o["t"], at, 0, value, None)
                 history.append((*row, instance.decode()))
         batches.append((docs, attrs, history))
     started = time.perf_counter()
@@ -187,9 +193,8 @@ def raw_rate(path: Path, observations: list[dict[str, Any]]) -> float:
             attrs,
         )
         conn.executemany(
-            "INSERT INTO context_attr_instances (tenant, entity_id, entity_type, attr, "
-            "dataset_id, kind, observed_at, modified_at, deleted, num, txt, instance) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO context_history (series_id, observed_at, modified_at, deleted, num, "
+            "txt, instance) VALUES (?, ?, ?, ?, ?, ?, ?)",
             history,
         )
         conn.execute("COMMIT")

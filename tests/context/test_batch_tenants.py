@@ -7,9 +7,11 @@ from typing import Any
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from pujiang.context.models import ContextAttrInstance
+from pujiang.context.models import history_rows
 from pujiang.platform.deps import AppContext
 from tests.context.conftest import BASE, VOCAB, create, problem, station
+
+HISTORY = history_rows()  # the broker's history rows with their series' columns
 
 H = dict[str, str]
 OPS = f"{BASE}/entityOperations"
@@ -150,13 +152,13 @@ def test_history_and_events(client: TestClient, writer: H, context: AppContext) 
     with context.db.session() as session:
         rows = session.execute(
             select(
-                ContextAttrInstance.attr,
-                ContextAttrInstance.num,
-                ContextAttrInstance.deleted,
-                ContextAttrInstance.observed_at,
+                HISTORY.c.attr,
+                HISTORY.c.num,
+                HISTORY.c.deleted,
+                HISTORY.c.observed_at,
             )
-            .where(ContextAttrInstance.entity_id == eid)
-            .order_by(ContextAttrInstance.id)
+            .where(HISTORY.c.entity_id == eid)
+            .order_by(HISTORY.c.id)
         ).all()
     pm = VOCAB + "pm25"
     loc = "https://uri.etsi.org/ngsi-ld/location"

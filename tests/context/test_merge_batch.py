@@ -10,10 +10,12 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from pujiang.context.models import ContextAttrInstance
+from pujiang.context.models import history_rows
 from pujiang.context.service import ContextBroker
 from pujiang.platform.deps import AppContext
 from tests.context.conftest import BASE, CORE, LD, VOCAB, create, problem, station
+
+HISTORY = history_rows()  # the broker's history rows with their series' columns
 
 H = dict[str, str]
 MERGE = f"{BASE}/entityOperations/merge"
@@ -139,9 +141,9 @@ def test_same_entity_twice_merges_in_order_and_keeps_both_in_history(
     # the history holds every step in order (clause 5.5.11.5)
     with context.db.session() as session:
         rows = session.execute(
-            select(ContextAttrInstance.attr, ContextAttrInstance.num, ContextAttrInstance.deleted)
-            .where(ContextAttrInstance.entity_id == ONE)
-            .order_by(ContextAttrInstance.id)
+            select(HISTORY.c.attr, HISTORY.c.num, HISTORY.c.deleted)
+            .where(HISTORY.c.entity_id == ONE)
+            .order_by(HISTORY.c.id)
         ).all()
     pm, no2 = VOCAB + "pm25", VOCAB + "no2"
     assert [(r[0], r[1], r[2]) for r in rows if r[0] in (pm, no2)] == [

@@ -11,12 +11,14 @@ import pytest
 from sqlalchemy import select
 
 from pujiang.context.jsonld import DEFAULT_VOCAB, NGSI_LD, ContextProcessor
-from pujiang.context.models import ContextAttrInstance
+from pujiang.context.models import history_rows
 from pujiang.context.ngsild import broker_of
 from pujiang.context.service import NotFound
 from pujiang.iot.models import IotDevice
 from pujiang.iot.service import Message, ingestor_of
 from pujiang.platform.deps import AppContext
+
+HISTORY = history_rows()  # the broker's history rows with their series' columns
 
 TEMPERATURE = DEFAULT_VOCAB + "temperature"
 HUMIDITY = DEFAULT_VOCAB + "relativeHumidity"
@@ -45,12 +47,12 @@ def entity(context: AppContext, device: str, tenant: str = "") -> dict[str, Any]
 def history(context: AppContext, device: str, attr: str = TEMPERATURE) -> list[Any]:
     with context.db.session() as session:
         rows = session.scalars(
-            select(ContextAttrInstance.instance)
+            select(HISTORY.c.instance)
             .where(
-                ContextAttrInstance.entity_id == ENTITY + device,
-                ContextAttrInstance.attr == attr,
+                HISTORY.c.entity_id == ENTITY + device,
+                HISTORY.c.attr == attr,
             )
-            .order_by(ContextAttrInstance.id)
+            .order_by(HISTORY.c.id)
         ).all()
     return [orjson.loads(r) for r in rows]
 

@@ -33,7 +33,7 @@ import orjson
 import pytest
 from sqlalchemy import create_engine, func, select
 
-from pujiang.context.models import ContextAttrInstance
+from pujiang.context.models import history_rows
 from pujiang.iot.models import IotDevice, IotService
 from pujiang.platform.db import Database
 from tests.iot.test_mqtt import (
@@ -45,6 +45,8 @@ from tests.iot.test_mqtt import (
     require_broker,
     unique,
 )
+
+HISTORY = history_rows()  # the broker's history rows with their series' columns
 
 pytestmark = pytest.mark.mqtt
 
@@ -183,19 +185,19 @@ class History:
         self.entities = [f"urn:ngsi-ld:WeatherObserved:{d}" for d in device_ids]
 
     def _where(self, query: Any) -> Any:
-        table = ContextAttrInstance
+        table = HISTORY.c
         return query.where(table.entity_id.in_(self.entities), table.attr.like("%temperature"))
 
     def count(self) -> int:
         with self.engine.connect() as conn:
-            query = select(func.count()).select_from(ContextAttrInstance)
+            query = select(func.count()).select_from(HISTORY)
             return int(conn.execute(self._where(query)).scalar_one())
 
     def rows(self) -> list[tuple[str, Any, float]]:
-        table = ContextAttrInstance
+        table = HISTORY.c
         with self.engine.connect() as conn:
             query = select(table.entity_id, table.observed_at, table.num)
-            return [tuple(row) for row in conn.execute(self._where(query))]  # type: ignore[misc]
+            return [tuple(row) for row in conn.execute(self._where(query))]
 
     def settle(self, expected: int) -> int:
         """Wait until `expected` rows are there and nothing changes for a while."""

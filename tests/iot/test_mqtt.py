@@ -27,7 +27,7 @@ from paho.mqtt.properties import Properties
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
-from pujiang.context.models import ContextAttrInstance
+from pujiang.context.models import history_rows
 from pujiang.iot.models import IotDevice
 from pujiang.iot.mqtt import (
     MqttConsumer,
@@ -40,6 +40,8 @@ from pujiang.iot.worker import WORKER_KEY, Worker, running
 from pujiang.platform.deps import AppContext
 from pujiang.settings import Settings
 from tests.conftest import service_unavailable
+
+HISTORY = history_rows()  # the broker's history rows with their series' columns
 
 pytestmark = pytest.mark.mqtt
 
@@ -447,9 +449,7 @@ def test_a_batch_committed_but_never_acknowledged_comes_back_as_duplicates(
     assert (device.received, device.stored, device.duplicates) == (40, 20, 20)
     with context.db.session() as session:
         rows = session.scalars(
-            select(ContextAttrInstance.num).where(
-                ContextAttrInstance.entity_id == "urn:ngsi-ld:WeatherObserved:ws-6"
-            )
+            select(HISTORY.c.num).where(HISTORY.c.entity_id == "urn:ngsi-ld:WeatherObserved:ws-6")
         ).all()
     assert sorted(rows) == [float(i) for i in range(20)]
     assert redelivered(context.settings.ingest_client_id, apikey) == []

@@ -8,8 +8,21 @@ service deletes them in the same transaction, and bulk writes skip the per-row c
 from __future__ import annotations
 
 from datetime import datetime
+from typing import cast
 
-from sqlalchemy import BigInteger, Boolean, Float, Index, Integer, String, Text, text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Float,
+    Index,
+    Integer,
+    String,
+    Subquery,
+    Table,
+    Text,
+    select,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from pujiang.platform.db import Base, BigIntPK, UtcDateTime
@@ -103,13 +116,25 @@ class ContextGeo(Base):
     maxy: Mapped[float] = mapped_column(Float, nullable=False)
 
 
-class ContextAttrInstance(Base):
-    """History: one row per attribute instance written or deleted (read by temporal.py)."""
+class ContextSeries(Base):
+    """One history series: the strings every history row of one attribute instance shares.
 
-    __tablename__ = "context_attr_instances"
+    A row per (tenant, entity, attribute, datasetId, entity type, attribute type) ever written,
+    never deleted (the history rows of a series may be), so a cached id stays valid."""
+
+    __tablename__ = "context_series"
     __table_args__ = (
-        Index("ix_context_attr_instances_entity", "tenant", "entity_id", "attr", "observed_at"),
-        Index("ix_context_attr_instances_type", "tenant", "entity_type", "attr", "observed_at"),
+        Index(
+            "ix_context_series_key",
+            "tenant",
+            "entity_id",
+            "attr",
+            "dataset_id",
+            "entity_type",
+            "kind",
+            unique=True,
+        ),
+        Index("ix_context_series_type", "tenant", "entity_type", "attr"),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
@@ -119,12 +144,54 @@ class ContextAttrInstance(Base):
     attr: Mapped[str] = mapped_column(String(NAME_LEN), nullable=False)
     dataset_id: Mapped[str] = mapped_column(String(ID_LEN), nullable=False)
     kind: Mapped[str] = mapped_column(String(24), nullable=False)
+
+
+class ContextHistory(Base):
+    """History: one narrow row per attribute instance written or deleted, in its series.
+
+    The instance id shown by the temporal API (`urn:ngsi-ld:instance:<id>`) is `id`. Readers
+    see rows through `history_rows()`, which joins the series' strings back on."""
+
+    __tablename__ = "context_history"
+    __table_args__ = (Index("ix_context_history_series", "series_id", "observed_at"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    series_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
     observed_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     modified_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
     deleted: Mapped[bool] = mapped_column(Boolean, nullable=False)
     num: Mapped[float | None] = mapped_column(Float, nullable=True)
     txt: Mapped[str | None] = mapped_column(INDEXED_TEXT, nullable=True)
     instance: Mapped[str] = mapped_column(Text, nullable=False)
+
+
+def history_rows() -> Subquery:
+    """History rows with their series' columns, as one selectable (`h`) for readers.
+
+    Both databases flatten it into a join: a filter on a series column is served by the
+    series' indexes, then the rows of each series by (series_id, observed_at)."""
+    series = cast(Table, ContextSeries.__table__)
+    history = cast(Table, ContextHistory.__table__)
+    return (
+        select(
+            history.c.id,
+            history.c.series_id,
+            series.c.tenant,
+            series.c.entity_id,
+            series.c.entity_type,
+            series.c.attr,
+            series.c.dataset_id,
+            series.c.kind,
+            history.c.observed_at,
+            history.c.modified_at,
+            history.c.deleted,
+            history.c.num,
+            history.c.txt,
+            history.c.instance,
+        )
+        .join_from(history, series, series.c.id == history.c.series_id)
+        .subquery("h")
+    )
 
 
 class ContextJsonld(Base):

@@ -41,11 +41,11 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from pujiang.context import ngsild_scope
+from pujiang.context.history import HistoryWriter
 from pujiang.context.models import (
     PG_ENVELOPE,
     TXT_LEN,
     ContextAttr,
-    ContextAttrInstance,
     ContextEntity,
     ContextEntityType,
     ContextGeo,
@@ -316,20 +316,6 @@ _SQLITE_RTREE = (
 )
 _SQLITE_RTREE_TRIGGERS = ("context_geo_rtree_insert", "context_geo_rtree_delete")
 _RTREE = table("context_geo_rtree", column("id"))
-_HISTORY_COLUMNS = (
-    "tenant",
-    "entity_id",
-    "entity_type",
-    "attr",
-    "dataset_id",
-    "kind",
-    "observed_at",
-    "modified_at",
-    "deleted",
-    "num",
-    "txt",
-    "instance",
-)
 
 
 def ensure_spatial_index(connection: Connection) -> None:
@@ -374,13 +360,13 @@ _E = cast(Table, ContextEntity.__table__)
 _T = cast(Table, ContextEntityType.__table__)
 _A = cast(Table, ContextAttr.__table__)
 _G = cast(Table, ContextGeo.__table__)
-_H = cast(Table, ContextAttrInstance.__table__)
 _TEN = cast(Table, ContextTenant.__table__)
 
 
 _LATE_SQL = (
-    "SELECT 1 FROM context_attr_instances WHERE tenant = {p} AND entity_id = {p} AND attr = {p} "
-    "AND observed_at = {p} AND dataset_id = {p} LIMIT 1"
+    "SELECT 1 FROM context_series s JOIN context_history h ON h.series_id = s.id "
+    "WHERE s.tenant = {p} AND s.entity_id = {p} AND s.attr = {p} AND h.observed_at = {p} "
+    "AND s.dataset_id = {p} LIMIT 1"
 )
 _SET_NUM = (
     "UPDATE context_attrs SET num = {p} WHERE entity_pk = {p} AND attr = {p} AND dataset_id = ''"
@@ -456,6 +442,7 @@ class ContextBroker:
         self.db = db
         self.bus = bus
         self.postgres = db.engine.dialect.name == "postgresql"
+        self.history = HistoryWriter(self.postgres)
         self._tenants: set[str] = {DEFAULT_TENANT}
         self._lock = threading.Lock()
         self._spatial_ready = False
@@ -630,10 +617,7 @@ class ContextBroker:
         )
 
     def _time_param(self, moment: datetime | None) -> Any:
-        """A UTC time as the driver stores it (SQLAlchemy's SQLite text format on SQLite)."""
-        if moment is None or self.postgres:
-            return moment
-        return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+        return self.history.time_param(moment)
 
     def _write_rows(
         self, session: Session, tenant: str, writes: list[_Write], at_db: Any, at: str
@@ -781,7 +765,7 @@ class ContextBroker:
             attrs,
         )
         self._write_geo(session, geos)
-        self._insert(session, "context_attr_instances", _HISTORY_COLUMNS, history)
+        self.history.write(session, history)
 
     @staticmethod
     def _partial_rows(
@@ -1270,7 +1254,7 @@ class ContextBroker:
         self._write_partial(session, index.upserts, [], [])
         self._executemany(session, _SET_NUM, index.nums)
         self._executemany(session, _SET_TXT, index.txts)
-        self._insert(session, "context_attr_instances", _HISTORY_COLUMNS, history)
+        self.history.write(session, history, readings=True)
         if self.bus is None:
             return []
         return [_change(tenant, w, at) for w in writes]
@@ -1413,7 +1397,7 @@ class ContextBroker:
             entity_type = existing[reading.entity_id][1].get("type") or [""]
             key = (tenant, reading.entity_id, entity_type[0], reading.attr, dataset_of(instance))
             rows.append((*key, kind, observed, at_db, False, num, txt, _dumps(instance)))
-        self._insert(session, "context_attr_instances", _HISTORY_COLUMNS, rows)
+        self.history.write(session, rows, readings=True)
 
     # -- reads ---------------------------------------------------------------------------------
 

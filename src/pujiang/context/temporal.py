@@ -24,7 +24,6 @@ from typing import Any, cast
 import orjson
 from sqlalchemy import (
     ColumnElement,
-    CursorResult,
     Table,
     and_,
     delete,
@@ -37,12 +36,13 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from pujiang.context import ngsild_scope
+from pujiang.context.history import HISTORY, delete_rows, series_of
 from pujiang.context.jsonld import instance_value
 from pujiang.context.models import (
-    ContextAttrInstance,
     ContextEntity,
     ContextEntityType,
     ContextTenant,
+    history_rows,
 )
 from pujiang.context.ngsild_q import QExpr, evaluate
 from pujiang.context.service import (
@@ -92,7 +92,7 @@ MAX_LIMIT = 1000
 MAX_PERIODS = 100_000
 CHUNK = 200
 
-_H = cast(Table, ContextAttrInstance.__table__)
+_H = history_rows()
 _E = cast(Table, ContextEntity.__table__)
 _T = cast(Table, ContextEntityType.__table__)
 _TEN = cast(Table, ContextTenant.__table__)
@@ -983,8 +983,7 @@ class TemporalStore:
                 stored = {**instance, "createdAt": stamp, "modifiedAt": stamp}
                 stored.pop("instanceId", None)
                 rows.append(self._row_values(tenant, entity_id, entity_type, name, stored, now))
-        if rows:
-            session.execute(insert(_H), rows)
+        self.broker.history.write_values(session, rows)
 
     @staticmethod
     def _row_values(
@@ -1015,13 +1014,7 @@ class TemporalStore:
         """Delete an entity's whole temporal evolution (clause 5.6.16)."""
         self.broker.require_tenant(tenant)
         with self.db.session() as session:
-            result = cast(
-                CursorResult[Any],
-                session.execute(
-                    delete(_H).where(_H.c.tenant == tenant, _H.c.entity_id == entity_id)
-                ),
-            )
-            if not result.rowcount:
+            if not delete_rows(session, series_of(tenant, entity_id)):
                 raise NotFound(
                     f"实体 {entity_id} 没有时间演变 / entity {entity_id} has no temporal evolution",
                     id=entity_id,
@@ -1044,11 +1037,8 @@ class TemporalStore:
                     f"实体 {entity_id} 没有时间演变 / entity {entity_id} has no temporal evolution",
                     id=entity_id,
                 )
-            where = [_H.c.tenant == tenant, _H.c.entity_id == entity_id, _H.c.attr == attr]
-            if not delete_all:
-                where.append(_H.c.dataset_id == (dataset_id or ""))
-            result = cast(CursorResult[Any], session.execute(delete(_H).where(*where)))
-            if not result.rowcount:
+            dataset = None if delete_all else (dataset_id or "")
+            if not delete_rows(session, series_of(tenant, entity_id, attr, dataset)):
                 raise NotFound(
                     f"实体 {entity_id} 没有属性 {attr} 的实例 / entity {entity_id} has no "
                     f"instances of attribute {attr}",
@@ -1068,7 +1058,7 @@ class TemporalStore:
         row = None
         if row_id is not None:
             row = session.execute(
-                select(_H.c.id, _H.c.modified_at, _H.c.instance).where(
+                select(_H.c.id, _H.c.entity_type, _H.c.modified_at, _H.c.instance).where(
                     _H.c.id == row_id,
                     _H.c.tenant == tenant,
                     _H.c.entity_id == entity_id,
@@ -1100,12 +1090,20 @@ class TemporalStore:
                 "modifiedAt": iso(now),
             }
             num, txt = index_value(stored)
+            key = (
+                tenant,
+                entity_id,
+                row.entity_type,
+                attr,
+                str(stored.get("datasetId") or ""),
+                stored.get("type", "Property"),
+            )
+            series_id = self.broker.history.series_ids(session, [key])[key]
             session.execute(
-                update(_H)
-                .where(_H.c.id == row.id)
+                update(HISTORY)
+                .where(HISTORY.c.id == row.id)
                 .values(
-                    kind=stored.get("type", "Property"),
-                    dataset_id=str(stored.get("datasetId") or ""),
+                    series_id=series_id,
                     observed_at=parse_time(stored.get("observedAt")),
                     num=num,
                     txt=txt,
@@ -1118,7 +1116,7 @@ class TemporalStore:
         self.broker.require_tenant(tenant)
         with self.db.session() as session:
             row = self._row_of(session, tenant, entity_id, attr, instance)
-            session.execute(delete(_H).where(_H.c.id == row.id))
+            session.execute(delete(HISTORY).where(HISTORY.c.id == row.id))
 
 
 # --------------------------------------------------------------------------------------------
