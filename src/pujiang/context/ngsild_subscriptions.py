@@ -30,6 +30,7 @@ from pujiang.context.ngsild import (
     NgsiLdError,
     NgsiLdRoute,
     _link_header,
+    _page_links,
     broker_of,
     link_context,
     location,
@@ -526,7 +527,7 @@ def _json(
     the @context in a Link header (clause 6.3.5), as the entity routes answer. The Link names
     the @context the subscriptions were written with when it is one URL shared by all of
     `rows`; otherwise (an inline @context, or several on one page) the request's Link
-    @context, else the core context."""
+    @context, else the core context. A `Link` in `headers` (paging) is kept before it."""
     headers = dict(headers or {})
     if _wants_jsonld(request):
         return Response(orjson.dumps(content), media_type=JSONLD, headers=headers)
@@ -534,7 +535,8 @@ def _json(
     url = urls.pop() if len(urls) == 1 else None
     if url is not None:  # a header is Latin-1: an IRI goes percent-encoded (RFC 3987 3.1)
         url = quote(url, safe=":/?#[]@!$&'()*+,;=%~")
-    headers["Link"] = _link_header(url or link_context(request))
+    link = _link_header(url or link_context(request))
+    headers["Link"] = f"{headers['Link']}, {link}" if "Link" in headers else link
     return Response(orjson.dumps(content), media_type=JSON, headers=headers)
 
 
@@ -632,6 +634,10 @@ def list_subscriptions(
         broker_of(context).require_tenant(tenant)
     with_context = _wants_jsonld(request)
     headers = {"NGSILD-Results-Count": str(total)} if count == "true" else {}
+    # Paging links as on /entities (clause 6.3.10); limit=0 (a count only) pages nothing
+    links = _page_links(request, skip, size, size > 0 and skip + len(rows) < total)
+    if links:
+        headers["Link"] = links
     return _json([render(r, with_context=with_context) for r in rows], request, rows, headers)
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 from typing import Annotated, Any
-from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
@@ -18,6 +17,7 @@ from pujiang.context import jsonld, ngsild_q
 from pujiang.context.jsonld import (
     VALUE_MEMBER,
     ActiveContext,
+    expand_entity,
     expand_instance,
     expand_types,
     infer_kind,
@@ -34,6 +34,7 @@ from pujiang.context.ngsild import (
     NgsiLdRoute,
     Reader,
     Writer,
+    _page_links,
     check_entity_id,
     check_options,
     checked_params,
@@ -51,12 +52,16 @@ from pujiang.context.ngsild import (
 )
 from pujiang.context.ngsild_projection import Projection
 from pujiang.context.service import (
+    AlreadyExists,
     BadData,
     Entity,
+    Instance,
     InvalidRequest,
+    NonexistentTenant,
     NotFound,
     NotSupported,
     TooManyResults,
+    parse_time,
 )
 from pujiang.context.temporal import (
     MAX_LIMIT,
@@ -430,18 +435,6 @@ def _render_simple(instances: list[dict[str, Any]], timeproperty: str, ctx: Acti
     return items[0] if len(items) == 1 else items
 
 
-def _page_links(request: Request, offset: int, limit: int, has_next: bool) -> str | None:
-    params = dict(request.query_params)
-    links = []
-    if offset > 0 and limit > 0:
-        prev = urlencode({**params, "offset": max(0, offset - limit), "limit": limit})
-        links.append(f'<{request.url.path}?{prev}>; rel="prev"')
-    if has_next:
-        following = urlencode({**params, "offset": offset + limit, "limit": limit})
-        links.append(f'<{request.url.path}?{following}>; rel="next"')
-    return ", ".join(links) or None
-
-
 def _reply(
     ld: LdRequest,
     page: TemporalPage,
@@ -718,16 +711,125 @@ def retrieve_temporal(
     return _reply(ld, page, rendered)
 
 
+# -- writes ---------------------------------------------------------------------------------
+
+_NOT_CURRENT = ("instanceId", "createdAt", "modifiedAt", "deletedAt")
+
+
+def _latest_split(entity: Entity) -> tuple[Entity, Entity]:
+    """(the current attributes, the rest) of an EntityTemporal: per attribute and datasetId the
+    instance with the latest `observedAt` (the last given among equals, or when none has one)
+    goes to the current entity, every other instance to the rest, each exactly once."""
+    latest: Entity = {}
+    rest: Entity = {"id": entity["id"], "type": entity.get("type") or []}
+    for name, instances in entity.items():
+        if name in ("id", "type"):
+            continue
+        best: dict[str, tuple[tuple[bool, Any, int], Instance]] = {}
+        for position, instance in enumerate(instances):
+            moment = parse_time(instance.get("observedAt"))
+            key = (moment is not None, moment, position)
+            dataset = str(instance.get("datasetId") or "")
+            held = best.get(dataset)
+            if held is None or _later(key, held[0]):
+                best[dataset] = (key, instance)
+        chosen = {id(instance) for _, instance in best.values()}
+        latest[name] = [
+            {k: v for k, v in instance.items() if k not in _NOT_CURRENT}
+            for _, instance in best.values()
+        ]
+        others = [i for i in instances if id(i) not in chosen]
+        if others:
+            rest[name] = others
+    return latest, rest
+
+
+def _later(key: tuple[bool, Any, int], than: tuple[bool, Any, int]) -> bool:
+    """Whether an instance keyed (has observedAt, observedAt, position) is the newer one."""
+    if key[0] != than[0]:
+        return key[0]
+    if key[0] and key[1] != than[1]:
+        return bool(key[1] > than[1])
+    return key[2] > than[2]
+
+
+def _scope(payload: dict[str, Any], entity_id: str, ctx: ActiveContext) -> list[str] | None:
+    """The entity's `scope` (clause 4.18) if the payload gives one, checked as on create."""
+    if "scope" not in payload:
+        return None
+    checked = expand_entity({"id": entity_id, "scope": payload["scope"]}, ctx, require_type=False)
+    scope: list[str] = checked["scope"]
+    return scope
+
+
+def _has_current(ld: LdRequest, entity_id: str) -> bool:
+    try:
+        ld.broker.retrieve(ld.tenant, entity_id)
+    except (NotFound, NonexistentTenant):
+        return False
+    return True
+
+
+def _create_current(
+    ld: LdRequest,
+    store: TemporalStore,
+    entity: Entity,
+    scope: list[str] | None,
+    owner: str | None,
+) -> bool:
+    """Clause 5.6.11 for an entity without current state: the instances that are not the
+    latest go to the history (`TemporalStore.upsert`, which also checks the type and creates
+    the tenant), then the entity is created from the latest ones, which records those in the
+    history (and fires subscriptions) as every create does. True if the temporal evolution
+    did not exist before."""
+    latest, rest = _latest_split(entity)
+    created = store.upsert(ld.tenant, rest)
+    types = entity.get("type") or _history_types(ld, store, entity["id"])
+    current: Entity = {"id": entity["id"], "type": types}
+    if scope is not None:
+        current["scope"] = scope
+    current.update(latest)
+    try:
+        ld.broker.create(ld.tenant, current, owner=owner)
+    except AlreadyExists:
+        # created by another request meanwhile: as for any existing entity, the latest
+        # instances are added to the history only
+        if latest:
+            store.add_attrs(ld.tenant, entity["id"], latest)
+    return created
+
+
+def _history_types(ld: LdRequest, store: TemporalStore, entity_id: str) -> list[str]:
+    """The type(s) the history knows an entity by (a POST without `type` of a known one)."""
+    page = store.retrieve(ld.tenant, entity_id, TemporalQuery(last_n=1))
+    types: list[str] = list(page.entities[0].get("type") or []) if page.entities else []
+    if not types:
+        raise BadData(
+            "新的时间演变实体需要 type / a new temporal entity needs a type", id=entity_id
+        )
+    return types
+
+
 @router.post(
     "/entities",
     status_code=201,
     summary="创建或更新时间演变 / create or update temporal evolution",
 )
-def upsert_temporal(request: Request, ld: Ld, store: Store, body: Body, _: Writer) -> Response:
+@checked_params(*DISTRIBUTION)
+def upsert_temporal(
+    request: Request, ld: Ld, store: Store, body: Body, principal: Writer
+) -> Response:
+    """Clause 5.6.11. An entity that has no current state is created in it too, from the
+    latest instance of each attribute and datasetId (docs/context.md "Temporal evolution");
+    for one that has, the instances are added to its history only."""
     payload = read_payload(request, body, ld)
     entity = _temporal_entity(payload, ld.ctx, fragment=False)
-    created = store.upsert(ld.tenant, entity)
+    scope = _scope(payload, entity["id"], ld.ctx)
     request.state.audit_target = entity["id"]
+    if _has_current(ld, entity["id"]):
+        created = store.upsert(ld.tenant, entity)
+    else:
+        created = _create_current(ld, store, entity, scope, principal.department_code)
     if created:
         location = f"{PREFIX}/temporal/entities/{entity['id']}"
         return Response(status_code=201, headers=location_header(location))
@@ -737,6 +839,7 @@ def upsert_temporal(request: Request, ld: Ld, store: Store, body: Body, _: Write
 @router.delete(
     "/entities/{entity_id}", status_code=204, summary="删除时间演变 / delete temporal evolution"
 )
+@checked_params(*DISTRIBUTION)
 def delete_temporal(entity_id: str, ld: Ld, store: Store, _: Writer) -> Response:
     check_entity_id(entity_id)
     store.delete_entity(ld.tenant, entity_id)
@@ -748,6 +851,7 @@ def delete_temporal(entity_id: str, ld: Ld, store: Store, _: Writer) -> Response
     status_code=204,
     summary="向时间演变追加属性实例 / add attributes to temporal evolution",
 )
+@checked_params(*DISTRIBUTION)
 def add_temporal_attrs(
     entity_id: str, request: Request, ld: Ld, store: Store, body: Body, _: Writer
 ) -> Response:
@@ -771,6 +875,7 @@ def _dataset(value: str | None) -> str | None:
     status_code=204,
     summary="删除时间演变中的属性 / delete an attribute from temporal evolution",
 )
+@checked_params(*DISTRIBUTION)
 def delete_temporal_attr(
     entity_id: str,
     attr: str,
@@ -799,6 +904,7 @@ def _instance_id(value: str) -> str:
     status_code=204,
     summary="修改属性实例 / modify an attribute instance",
 )
+@checked_params(*DISTRIBUTION)
 def modify_temporal_instance(
     entity_id: str,
     attr: str,
@@ -840,6 +946,7 @@ def modify_temporal_instance(
     status_code=204,
     summary="删除属性实例 / delete an attribute instance",
 )
+@checked_params(*DISTRIBUTION)
 def delete_temporal_instance(
     entity_id: str, attr: str, instance_id: str, ld: Ld, store: Store, _: Writer
 ) -> Response:

@@ -449,6 +449,13 @@ def _as_utc(moment: datetime | None) -> datetime | None:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
+def recorded_now() -> datetime:
+    """Now, in whole milliseconds as the broker stamps its writes: instances recorded by both
+    then order by when they were recorded, ties by their order of writing."""
+    now = datetime.now(UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
 def instance_id(row_id: int) -> str:
     return f"{INSTANCE_ID_PREFIX}{row_id}"
 
@@ -973,7 +980,7 @@ class TemporalStore:
     def _insert(
         self, session: Session, tenant: str, entity_id: str, entity_type: str, entity: Entity
     ) -> None:
-        now = datetime.now(UTC)
+        now = recorded_now()
         stamp = iso(now)
         rows: list[dict[str, Any]] = []
         for name, instances in entity.items():
@@ -1081,7 +1088,7 @@ class TemporalStore:
         self.broker.require_tenant(tenant)
         with self.db.session() as session:
             row = self._row_of(session, tenant, entity_id, attr, instance)
-            now = datetime.now(UTC)
+            now = recorded_now()
             recorded = _as_utc(row.modified_at) or now
             stored = {
                 **new,
