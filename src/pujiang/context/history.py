@@ -23,6 +23,7 @@ from sqlalchemy import Table, delete, event, select
 from sqlalchemy.orm import Session
 
 from pujiang.context.models import ContextHistory, ContextSeries
+from pujiang.platform.db import driver_cursor
 
 # (tenant, entity_id, entity_type, attr, dataset_id, kind)
 SeriesKey = tuple[str, str, str, str, str, str]
@@ -131,8 +132,7 @@ class HistoryWriter:
         for key in keys:
             by_tenant.setdefault(key[0], set()).add(key[1])
         stored: dict[SeriesKey, int] = {}
-        cursor = session.connection().connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-        try:
+        with driver_cursor(session) as cursor:
             for tenant, entity_ids in by_tenant.items():
                 ordered = sorted(entity_ids)
                 for start in range(0, len(ordered), _CHUNK):
@@ -145,8 +145,6 @@ class HistoryWriter:
                         key = cast(SeriesKey, tuple(row[1:]))
                         if key in wanted:
                             stored[key] = row[0]
-        finally:
-            cursor.close()
         return stored
 
     def _remember_on_commit(self, session: Session, read: dict[SeriesKey, int]) -> None:

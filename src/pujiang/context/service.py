@@ -52,7 +52,7 @@ from pujiang.context.models import (
     ContextTenant,
 )
 from pujiang.platform.bus import EventBus
-from pujiang.platform.db import Database, bulk_load
+from pujiang.platform.db import Database, bulk_load, driver_cursor
 
 Entity = dict[str, Any]
 Instance = dict[str, Any]
@@ -368,6 +368,9 @@ _LATE_SQL = (
     "WHERE s.tenant = {p} AND s.entity_id = {p} AND s.attr = {p} AND h.observed_at = {p} "
     "AND s.dataset_id = {p} LIMIT 1"
 )
+_LOAD_SQL = (
+    "SELECT pk, entity_id, doc FROM context_entities WHERE tenant = {p} AND entity_id IN ({ids})"
+)
 _SET_NUM = (
     "UPDATE context_attrs SET num = {p} WHERE entity_pk = {p} AND attr = {p} AND dataset_id = ''"
 )
@@ -389,10 +392,17 @@ class _IndexChanges:
         self.txts: list[tuple[Any, ...]] = []
 
     def add(
-        self, tenant: str, pk: int | None, name: str, new: Instance, old: Instance | None
+        self,
+        tenant: str,
+        pk: int | None,
+        name: str,
+        new: Instance,
+        old: Instance | None,
+        value: tuple[float | None, str | None],
     ) -> None:
+        """`value`: `index_value(new)`, which the caller has at hand."""
         kind = new.get("type", "Property")
-        num, txt = index_value(new)
+        num, txt = value
         if old is not None and old.get("type", "Property") == kind:
             old_num, old_txt = index_value(old)
             if txt == old_txt:
@@ -502,15 +512,16 @@ class ContextBroker:
     ) -> dict[str, tuple[int, Entity]]:
         found: dict[str, tuple[int, Entity]] = {}
         unique = list(dict.fromkeys(ids))
-        for start in range(0, len(unique), 500):
-            chunk = unique[start : start + 500]
-            rows = session.execute(
-                select(_E.c.pk, _E.c.entity_id, _E.c.doc).where(
-                    _E.c.tenant == tenant, _E.c.entity_id.in_(chunk)
-                )
-            )
-            for pk, entity_id, doc in rows:
-                found[entity_id] = (pk, orjson.loads(doc))
+        # The driver's cursor: SQLAlchemy's statement building and row handling cost more
+        # than SQLite's lookups for a batch of device readings.
+        p = "%s" if self.postgres else "?"
+        with driver_cursor(session) as cursor:
+            for start in range(0, len(unique), 500):
+                chunk = unique[start : start + 500]
+                marks = ", ".join([p] * len(chunk))
+                cursor.execute(_LOAD_SQL.format(p=p, ids=marks), (tenant, *chunk))
+                for pk, entity_id, doc in cursor.fetchall():
+                    found[entity_id] = (pk, orjson.loads(doc))
         return found
 
     def _load_one(self, session: Session, tenant: str, entity_id: str) -> tuple[int, Entity]:
@@ -1239,13 +1250,16 @@ class ContextBroker:
             entity_id = entity["id"]
             entity_type = entity["type"][0] if entity["type"] else ""
             docs.append((_dumps(entity), at_db, pk))
-            for name in dict.fromkeys(t[0] for t in w.touched):
-                index.add(tenant, pk, name, entity[name][0], _find(previous.get(name, ()), ""))
+            values: dict[int, tuple[float | None, str | None]] = {}
             for name, _dataset, instance in w.history or ():
-                num, txt = index_value(instance)
+                num, txt = values[id(instance)] = index_value(instance)
                 kind, moment = instance.get("type", "Property"), instance.get("observedAt")
                 key = (tenant, entity_id, entity_type, name, "", kind)
                 history.append((*key, observed(moment), at_db, False, num, txt, _dumps(instance)))
+            for name in dict.fromkeys(t[0] for t in w.touched):
+                current = entity[name][0]
+                value = values.get(id(current)) or index_value(current)
+                index.add(tenant, pk, name, current, _find(previous.get(name, ()), ""), value)
         self._executemany(
             session,
             "UPDATE context_entities SET doc = {p}, modified_at = {p} WHERE pk = {p}",
@@ -1358,9 +1372,8 @@ class ContextBroker:
         served by the index."""
         if not late:
             return
-        cursor = session.connection().connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         sql = _LATE_SQL.format(p="%s" if self.postgres else "?")
-        try:
+        with driver_cursor(session) as cursor:
             for i in late:
                 reading = readings[i]
                 observed = self._observed_param(reading.instance.get("observedAt"))
@@ -1373,8 +1386,6 @@ class ContextBroker:
                 )
                 cursor.execute(sql, key)
                 outcomes[i] = DUPLICATE if cursor.fetchone() else HISTORY_ONLY
-        finally:
-            cursor.close()
 
     def _write_history_only(
         self,
