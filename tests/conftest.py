@@ -101,6 +101,18 @@ def migrated_url(
     yield url
 
 
+@pytest.fixture
+def empty_url(pg_base_url: str | None, tmp_path: Path) -> Iterator[str]:
+    """A database of its own with no tables (for migration tests): a new PostgreSQL database
+    or a new SQLite file."""
+    if pg_base_url:
+        name = f"pujiang_mig_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+        yield create_pg_database(pg_base_url, name)
+        drop_pg_database(pg_base_url, name)
+    else:
+        yield f"sqlite:///{tmp_path / 'empty.db'}"
+
+
 def _empty_pg(url: str) -> None:
     engine = create_engine(url)
     try:

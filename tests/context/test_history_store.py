@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,7 +14,6 @@ from pujiang.context.service import ContextBroker, Reading
 from pujiang.context.temporal import TemporalStore, parse_temporal_query
 from pujiang.platform import db as dbtools
 from pujiang.platform.deps import AppContext
-from tests.conftest import create_pg_database, drop_pg_database
 
 HISTORY = history_rows()
 VOCAB = "https://uri.etsi.org/ngsi-ld/default-context/"
@@ -122,16 +117,6 @@ def test_deleting_a_temporal_evolution_keeps_later_writes_visible(context: AppCo
 
 
 # -- the migration ---------------------------------------------------------------------------
-
-
-@pytest.fixture
-def empty_url(pg_base_url: str | None, tmp_path: Path) -> Iterator[str]:
-    if pg_base_url:
-        name = f"pujiang_hist_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-        yield create_pg_database(pg_base_url, name)
-        drop_pg_database(pg_base_url, name)
-    else:
-        yield f"sqlite:///{tmp_path / 'history.db'}"
 
 
 _WIDE = (

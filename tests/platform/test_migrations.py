@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import os
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
@@ -15,17 +11,6 @@ from sqlalchemy.engine import make_url
 
 from pujiang.models_registry import metadata
 from pujiang.platform import db as dbtools
-from tests.conftest import create_pg_database, drop_pg_database
-
-
-@pytest.fixture
-def empty_url(pg_base_url: str | None, tmp_path: Path) -> Iterator[str]:
-    if pg_base_url:
-        name = f"pujiang_mig_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-        yield create_pg_database(pg_base_url, name)
-        drop_pg_database(pg_base_url, name)
-    else:
-        yield f"sqlite:///{tmp_path / 'empty.db'}"
 
 
 def _tables(url: str) -> set[str]:
