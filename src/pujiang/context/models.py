@@ -134,7 +134,6 @@ class ContextSeries(Base):
             "kind",
             unique=True,
         ),
-        Index("ix_context_series_type", "tenant", "entity_type", "attr"),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)

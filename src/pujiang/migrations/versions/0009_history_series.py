@@ -75,7 +75,6 @@ def upgrade() -> None:
         ["tenant", "entity_id", "attr", "dataset_id", "entity_type", "kind"],
         unique=True,
     )
-    op.create_index("ix_context_series_type", "context_series", ["tenant", "entity_type", "attr"])
     op.create_table(
         "context_history",
         _pk(),
@@ -127,6 +126,5 @@ def downgrade() -> None:
     )
     op.drop_index("ix_context_history_series", table_name="context_history")
     op.drop_table("context_history")
-    op.drop_index("ix_context_series_type", table_name="context_series")
     op.drop_index("ix_context_series_key", table_name="context_series")
     op.drop_table("context_series")
