@@ -38,7 +38,8 @@ import orjson
 from pujiang.context.jsonld import DEFAULT_VOCAB, NGSI_LD
 from pujiang.context.ngsild_geo import parse_geoquery
 from pujiang.context.ngsild_q import evaluate, parse_q, sql_prefilter
-from pujiang.context.service import ContextBroker, Query
+from pujiang.context.queries import Query
+from pujiang.context.service import ContextBroker
 from pujiang.platform.db import Database, upgrade
 
 AQO = DEFAULT_VOCAB + "AirQualityObserved"

@@ -179,8 +179,10 @@ def test_spatial_index_follows_batch_creates_replaces_and_deletes(context: Any) 
     updates and deletes it holds exactly the boxes of `context_geo`, and geo-queries agree."""
     from sqlalchemy import text
 
+    from pujiang.context.entity_form import LOCATION
     from pujiang.context.ngsild_geo import parse_geoquery
-    from pujiang.context.service import LOCATION, ContextBroker, Query
+    from pujiang.context.queries import Query
+    from pujiang.context.service import ContextBroker
 
     broker = ContextBroker(context.db)
     kind = "https://uri.etsi.org/ngsi-ld/default-context/Spot"

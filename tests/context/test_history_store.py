@@ -10,7 +10,8 @@ from sqlalchemy import func, select, text
 
 from pujiang.context.history import SERIES, HistoryWriter
 from pujiang.context.models import history_rows
-from pujiang.context.service import ContextBroker, Reading
+from pujiang.context.readings import Reading
+from pujiang.context.service import ContextBroker
 from pujiang.context.temporal import TemporalStore, parse_temporal_query
 from pujiang.platform import db as dbtools
 from pujiang.platform.deps import AppContext

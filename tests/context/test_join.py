@@ -10,8 +10,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from pujiang.context import ngsild_join
+from pujiang.context.errors import BadData
 from pujiang.context.ngsild_join import Shape, parse_join, plan
-from pujiang.context.service import BadData
 
 from .conftest import BASE, LD, VOCAB, create, problem
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from pujiang.context.service import BadData
+from pujiang.context.errors import BadData
 from pujiang.context.temporal import (
     Duration,
     aggregate,

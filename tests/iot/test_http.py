@@ -9,9 +9,9 @@ import orjson
 import pytest
 from fastapi.testclient import TestClient
 
+from pujiang.context.errors import NotFound
 from pujiang.context.jsonld import DEFAULT_VOCAB
 from pujiang.context.ngsild import broker_of
-from pujiang.context.service import NotFound
 from pujiang.platform.deps import AppContext
 
 TEMPERATURE = DEFAULT_VOCAB + "temperature"

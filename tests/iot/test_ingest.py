@@ -10,10 +10,10 @@ import orjson
 import pytest
 from sqlalchemy import select
 
+from pujiang.context.errors import NotFound
 from pujiang.context.jsonld import DEFAULT_VOCAB, NGSI_LD, ContextProcessor
 from pujiang.context.models import history_rows
 from pujiang.context.ngsild import broker_of
-from pujiang.context.service import NotFound
 from pujiang.iot.models import IotDevice
 from pujiang.iot.service import Message, ingestor_of
 from pujiang.platform.deps import AppContext

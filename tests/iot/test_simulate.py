@@ -18,8 +18,8 @@ from typer.testing import CliRunner
 
 from pujiang.cli import app as cli_app
 from pujiang.context.demo import load_demo
+from pujiang.context.errors import NotFound
 from pujiang.context.ngsild import broker_of
-from pujiang.context.service import NotFound
 from pujiang.iot.demo import KINDS, FleetDevice, demo_fleet, fleet_of, provision
 from pujiang.iot.models import IotDevice
 from pujiang.iot.service import ingestor_of

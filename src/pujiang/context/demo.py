@@ -18,8 +18,9 @@ from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
 
+from pujiang.context.entity_form import Entity
 from pujiang.context.jsonld import ContextProcessor, expand_entity
-from pujiang.context.service import ContextBroker, Entity
+from pujiang.context.service import ContextBroker
 from pujiang.platform.deps import AppContext
 
 DEMO_SEED = 20260101

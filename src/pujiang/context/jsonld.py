@@ -541,7 +541,7 @@ def is_uri(text: Any) -> bool:
 
 
 def check_name(name: str) -> None:
-    from pujiang.context.service import BadData
+    from pujiang.context.errors import BadData
 
     if not name or _FORBIDDEN_NAME.search(name):
         raise BadData(
@@ -552,13 +552,13 @@ def check_name(name: str) -> None:
 
 
 def _bad(message: str) -> Exception:
-    from pujiang.context.service import BadData
+    from pujiang.context.errors import BadData
 
     return BadData(message)
 
 
 def _check_time(value: Any, where: str) -> None:
-    from pujiang.context.service import parse_time
+    from pujiang.context.entity_form import parse_time
 
     if parse_time(value) is None:
         raise _bad(

@@ -1,6 +1,6 @@
 """Tables of the context broker. The columns are part of the design contract (docs/context.md).
 
-The hot tables are written with Core `executemany` from `service.py`; these classes describe
+The hot tables are written with Core `executemany` from `store.py`; these classes describe
 them for Alembic and for readers. Child rows carry `entity_pk` without a foreign key: the
 service deletes them in the same transaction, and bulk writes skip the per-row check.
 """

@@ -28,6 +28,16 @@ from starlette.routing import Match
 from starlette.types import Scope
 
 from pujiang.context import jsonld, ngsild_join, ngsild_projection, ngsild_scope
+from pujiang.context.entity_form import LOCATION, Entity, parse_time
+from pujiang.context.errors import (
+    AlreadyExists,
+    BadData,
+    BrokerError,
+    InvalidRequest,
+    NotFound,
+    NotSupported,
+    TooManyResults,
+)
 from pujiang.context.jsonld import (
     CORE_CONTEXT_URL,
     ActiveContext,
@@ -42,24 +52,10 @@ from pujiang.context.jsonld import (
 )
 from pujiang.context.models import ContextJsonld
 from pujiang.context.ngsild_projection import Projection
-from pujiang.context.service import (
-    LOCATION,
-    MAX_LIMIT,
-    AlreadyExists,
-    BadData,
-    BatchResult,
-    BrokerError,
-    ContextBroker,
-    Entity,
-    InvalidRequest,
-    NotFound,
-    NotSupported,
-    TooManyResults,
-    parse_time,
-)
-from pujiang.context.service import (
-    Query as BrokerQuery,
-)
+from pujiang.context.queries import MAX_LIMIT
+from pujiang.context.queries import Query as BrokerQuery
+from pujiang.context.service import ContextBroker
+from pujiang.context.writes import BatchResult
 from pujiang.platform import roles
 from pujiang.platform.deps import (
     PERMISSION_ATTR,

@@ -34,8 +34,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pujiang.context import jsonld, ngsild_projection
+from pujiang.context.errors import BadData, TooManyResults
 from pujiang.context.jsonld import Renderer
-from pujiang.context.service import MAX_LIMIT, BadData, ContextBroker, Query, TooManyResults
+from pujiang.context.queries import MAX_LIMIT, Query
+from pujiang.context.service import ContextBroker
 
 __all__ = [
     "DEFAULT_LEVEL",

@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 
 from pujiang.context import ngsild_join
 from pujiang.context import subscriptions as subs
+from pujiang.context.errors import BadData
 from pujiang.context.jsonld import (
     ActiveContext,
     ContextProcessor,
@@ -45,7 +46,6 @@ from pujiang.context.notify import (
     mqtt_options,
     parse_mqtt_uri,
 )
-from pujiang.context.service import BadData
 from pujiang.context.subscription_models import Subscription
 from pujiang.platform import audit
 from pujiang.platform.db import utcnow

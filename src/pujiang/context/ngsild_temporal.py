@@ -14,6 +14,16 @@ from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
 from pujiang.context import jsonld, ngsild_q
+from pujiang.context.entity_form import Entity, Instance, parse_time
+from pujiang.context.errors import (
+    AlreadyExists,
+    BadData,
+    InvalidRequest,
+    NonexistentTenant,
+    NotFound,
+    NotSupported,
+    TooManyResults,
+)
 from pujiang.context.jsonld import (
     VALUE_MEMBER,
     ActiveContext,
@@ -51,18 +61,6 @@ from pujiang.context.ngsild import (
     location as location_header,
 )
 from pujiang.context.ngsild_projection import Projection
-from pujiang.context.service import (
-    AlreadyExists,
-    BadData,
-    Entity,
-    Instance,
-    InvalidRequest,
-    NonexistentTenant,
-    NotFound,
-    NotSupported,
-    TooManyResults,
-    parse_time,
-)
 from pujiang.context.temporal import (
     MAX_LIMIT,
     TemporalPage,

@@ -1526,7 +1526,7 @@ def broker_linked(context: Any) -> LinkedFetch:
 def broker_entity_source(context: Any) -> EntitySource:
     """Periodic notifications read the current entities through the broker core's query."""
     from pujiang.context.ngsild import broker_of
-    from pujiang.context.service import MAX_LIMIT, Query
+    from pujiang.context.queries import MAX_LIMIT, Query
 
     broker = broker_of(context)
 

@@ -1,12 +1,14 @@
 """Temporal evolution of entities (ETSI GS CIM 009 v1.8: clauses 4.5.7-4.5.9, 4.5.19, 4.11,
-5.6.11-5.6.16, 5.7.3-5.7.4, 6.3.10) over the attribute-instance table `context_attr_instances`.
+5.6.11-5.6.16, 5.7.3-5.7.4, 6.3.10) over the history (`context_history` rows in their
+`context_series`, read through `models.history_rows()`).
 
 No HTTP here (that is `ngsild_temporal.py`) and no JSON-LD: names are expanded IRIs, entities
 are in the internal form (docs/context.md) with every attribute a list of *instances over time*.
 
-History rows are written by the broker on every change (`service.py`) and by the temporal API
-itself. A row's `modified_at` is the time it was recorded: it is the instance's `createdAt` and,
-until the instance is modified through the temporal API, its `modifiedAt`. Deletions are rows
+History rows are written by the broker on every change (`store.py`, `readings.py`, through
+`history.py`) and by the temporal API itself. A row's `modified_at` is the time it was
+recorded: it is the instance's `createdAt` and, until the instance is modified through the
+temporal API, its `modifiedAt`. Deletions are rows
 with `deleted` set; they are the only instances `timeproperty=deletedAt` sees.
 """
 
@@ -36,6 +38,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from pujiang.context import ngsild_scope
+from pujiang.context.entity_form import index_value, parse_time
+from pujiang.context.errors import BadData, NotFound, TooManyResults
 from pujiang.context.history import HISTORY, delete_rows, series_of
 from pujiang.context.jsonld import instance_value
 from pujiang.context.models import (
@@ -45,17 +49,8 @@ from pujiang.context.models import (
     history_rows,
 )
 from pujiang.context.ngsild_q import QExpr, evaluate
-from pujiang.context.service import (
-    BadData,
-    ContextBroker,
-    GeoQueryLike,
-    NotFound,
-    TooManyResults,
-    geo_matches,
-    index_value,
-    parse_time,
-    scope_clause,
-)
+from pujiang.context.queries import GeoQueryLike, geo_matches, scope_clause
+from pujiang.context.service import ContextBroker
 
 __all__ = [
     "AGGREGATION_METHODS",

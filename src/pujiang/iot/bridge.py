@@ -30,7 +30,7 @@ from pujiang.platform.deps import AppContext
 
 log = logging.getLogger("pujiang.iot.bridge")
 
-CHANGED_TOPIC = "context.entity.changed"  # pujiang.context.service.TOPIC_CHANGED
+CHANGED_TOPIC = "context.entity.changed"  # pujiang.context.store.TOPIC_CHANGED
 EXTRA_KEY = "iot.bridge"
 REQUESTED_BY = "ngsi-ld"
 REFRESH_SECONDS = 5.0

@@ -25,7 +25,9 @@ from typing import Any
 
 import orjson
 
-from pujiang.context.service import DUPLICATE, NO_ENTITY, ContextBroker, Reading, quiet_gc
+from pujiang.context.readings import DUPLICATE, NO_ENTITY, Reading
+from pujiang.context.service import ContextBroker
+from pujiang.context.store import quiet_gc
 from pujiang.iot.mapping import (
     TIME_KEY,
     DeviceProfile,

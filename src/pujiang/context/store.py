@@ -1,0 +1,541 @@
+"""The broker's tables: sessions and tenants, loading entities, and persisting writes
+(current state, attribute index, spatial index and history of a batch in one pass).
+`ContextBroker` (`service.py`) and its parts build on `BrokerStore`."""
+
+from __future__ import annotations
+
+import gc
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import orjson
+from sqlalchemy import Connection, Table, column, delete, func, insert, select, table
+from sqlalchemy.orm import Session
+
+from pujiang.context.entity_form import (
+    DEFAULT_TENANT,
+    ENTITY_KEYS,
+    NGSI_LD_NULL,
+    Entity,
+    Instance,
+    _db_time,
+    _dumps,
+    _find,
+    geo_bounds,
+    index_value,
+    now_iso,
+    parse_time,
+)
+from pujiang.context.errors import NonexistentTenant, NotFound
+from pujiang.context.history import HistoryWriter
+from pujiang.context.models import (
+    ContextAttr,
+    ContextEntity,
+    ContextEntityType,
+    ContextGeo,
+    ContextTenant,
+)
+from pujiang.context.writes import Change, _change, _stamp, _Write
+from pujiang.platform.bus import EventBus
+from pujiang.platform.db import Database, bulk_load, driver_cursor
+
+TOPIC_CHANGED = "context.entity.changed"
+BULK = 1000  # batches of this many entities write with a large page cache
+
+
+# SQLite: the R*Tree over `context_geo` is kept by the service itself (`_persist` inserts and
+# deletes its rows with set-based statements beside the `context_geo` rows): per-row triggers
+# cost more than the rest of the spatial index write. Databases made before this change have
+# the triggers; `ensure_spatial_index` drops them.
+_SQLITE_RTREE = (
+    "CREATE VIRTUAL TABLE IF NOT EXISTS context_geo_rtree USING rtree(id, minx, maxx, miny, maxy)"
+)
+_SQLITE_RTREE_TRIGGERS = ("context_geo_rtree_insert", "context_geo_rtree_delete")
+_RTREE = table("context_geo_rtree", column("id"))
+
+
+def ensure_spatial_index(connection: Connection) -> None:
+    """SQLite: create the R*Tree over `context_geo` (and fill it) if it is missing, and drop
+    the per-row triggers older versions kept it with (the service now writes it directly)."""
+    if connection.dialect.name != "sqlite":
+        return
+    for trigger in _SQLITE_RTREE_TRIGGERS:
+        connection.exec_driver_sql(f"DROP TRIGGER IF EXISTS {trigger}")
+    exists = connection.exec_driver_sql(
+        "SELECT 1 FROM sqlite_master WHERE name = 'context_geo_rtree'"
+    ).first()
+    if exists:
+        return
+    connection.exec_driver_sql(_SQLITE_RTREE)
+    connection.exec_driver_sql(
+        "INSERT INTO context_geo_rtree SELECT id, minx, maxx, miny, maxy FROM context_geo"
+    )
+
+
+@contextmanager
+def quiet_gc(batch: bool) -> Iterator[None]:
+    """Pause the cyclic garbage collector while a batch builds its rows.
+
+    A batch allocates several small containers per instance that live until the commit; the
+    collector would walk them (and everything else alive) again and again for nothing: a
+    quarter of a large batch's time. Reference counting still frees memory meanwhile. The
+    collector is only resumed if this call paused it."""
+    if not batch or not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+# -- the broker ---------------------------------------------------------------------------------
+
+_E = cast(Table, ContextEntity.__table__)
+_T = cast(Table, ContextEntityType.__table__)
+_A = cast(Table, ContextAttr.__table__)
+_G = cast(Table, ContextGeo.__table__)
+_TEN = cast(Table, ContextTenant.__table__)
+
+_LOAD_SQL = (
+    "SELECT pk, entity_id, doc FROM context_entities WHERE tenant = {p} AND entity_id IN ({ids})"
+)
+
+
+class BrokerStore:
+    """One database's broker tables: sessions, tenants, loading and persisting writes; the
+    base of `ContextBroker`, whose operations live in `service.py`, `readings.py` and
+    `queries.py`."""
+
+    def __init__(self, db: Database, bus: EventBus | None = None) -> None:
+        self.db = db
+        self.bus = bus
+        self.postgres = db.engine.dialect.name == "postgresql"
+        self.history = HistoryWriter(self.postgres)
+        self._tenants: set[str] = {DEFAULT_TENANT}
+        self._lock = threading.Lock()
+        self._spatial_ready = False
+
+    # -- infrastructure ------------------------------------------------------------------------
+
+    def _session(self) -> Any:
+        if not self._spatial_ready:
+            with self.db.engine.begin() as connection:
+                ensure_spatial_index(connection)
+            self._spatial_ready = True
+        return self.db.session()
+
+    def session(self) -> Any:
+        """A session on the broker's tables for other readers (the temporal engine): the
+        spatial index exists by then, as the broker's own sessions ensure."""
+        return self._session()
+
+    def _publish(self, changes: Iterable[Change]) -> None:
+        if self.bus is None:
+            return
+        for change in changes:
+            self.bus.publish(TOPIC_CHANGED, change.event())
+
+    def tenant_exists(self, tenant: str) -> bool:
+        if tenant in self._tenants:
+            return True
+        with self.db.session() as session:
+            found = session.execute(select(_TEN.c.name).where(_TEN.c.name == tenant)).first()
+        if found:
+            with self._lock:
+                self._tenants.add(tenant)
+        return bool(found)
+
+    def require_tenant(self, tenant: str) -> None:
+        if not self.tenant_exists(tenant):
+            raise NonexistentTenant(f"租户 {tenant} 不存在 / tenant {tenant!r} does not exist")
+
+    def tenants(self) -> list[str]:
+        with self.db.session() as session:
+            names = session.scalars(select(_TEN.c.name).order_by(_TEN.c.name)).all()
+        return [DEFAULT_TENANT, *[n for n in names if n != DEFAULT_TENANT]]
+
+    def _ensure_tenant(self, session: Session, tenant: str) -> None:
+        if tenant in self._tenants:
+            return
+        exists = session.execute(select(_TEN.c.name).where(_TEN.c.name == tenant)).first()
+        if not exists:
+            session.execute(insert(_TEN).values(name=tenant, created_at=datetime.now(UTC)))
+        with self._lock:
+            self._tenants.add(tenant)
+
+    # -- reading rows --------------------------------------------------------------------------
+
+    def _load(
+        self, session: Session, tenant: str, ids: Sequence[str]
+    ) -> dict[str, tuple[int, Entity]]:
+        found: dict[str, tuple[int, Entity]] = {}
+        unique = list(dict.fromkeys(ids))
+        # The driver's cursor: SQLAlchemy's statement building and row handling cost more
+        # than SQLite's lookups for a batch of device readings.
+        p = "%s" if self.postgres else "?"
+        with driver_cursor(session) as cursor:
+            for start in range(0, len(unique), 500):
+                chunk = unique[start : start + 500]
+                marks = ", ".join([p] * len(chunk))
+                cursor.execute(_LOAD_SQL.format(p=p, ids=marks), (tenant, *chunk))
+                for pk, entity_id, doc in cursor.fetchall():
+                    found[entity_id] = (pk, orjson.loads(doc))
+        return found
+
+    def _load_one(self, session: Session, tenant: str, entity_id: str) -> tuple[int, Entity]:
+        found = self._load(session, tenant, [entity_id]).get(entity_id)
+        if found is None:
+            self.require_tenant(tenant)
+            raise NotFound(f"实体 {entity_id} 不存在 / entity {entity_id} not found", id=entity_id)
+        return found
+
+    # -- persistence ---------------------------------------------------------------------------
+
+    def _persist(
+        self,
+        session: Session,
+        tenant: str,
+        writes: list[_Write],
+        at: str,
+        *,
+        changes: bool = True,
+    ) -> list[Change]:
+        """Write current state, index rows and history for these writes; return the changes
+        (none built when `changes` is false and no bus is listening)."""
+        at_db = self._time_param(_db_time(at))
+        self._ensure_tenant(session, tenant)
+        for write in writes:
+            if write.entity is not None:
+                _stamp(write, at)
+            write.partial = (
+                write.operation == "update"
+                and write.pk is not None
+                and write.entity is not None
+                and write.previous is not None
+                and write.entity.get("type") == write.previous.get("type")
+            )
+        stale = [w.pk for w in writes if w.pk is not None and not w.partial]
+        for start in range(0, len(stale), 500):
+            chunk = stale[start : start + 500]
+            if not self.postgres:
+                # The R*Tree rows go with their context_geo rows (no triggers, see above).
+                session.execute(
+                    delete(_RTREE).where(
+                        _RTREE.c.id.in_(select(_G.c.id).where(_G.c.entity_pk.in_(chunk)))
+                    )
+                )
+            for table_ in (_T, _A, _G):
+                session.execute(delete(table_).where(table_.c.entity_pk.in_(chunk)))
+        gone = [w.pk for w in writes if w.pk is not None and w.entity is None]
+        for start in range(0, len(gone), 500):
+            session.execute(delete(_E).where(_E.c.pk.in_(gone[start : start + 500])))
+        changed = [(w.entity, w.pk) for w in writes if w.pk is not None and w.entity is not None]
+        if changed:
+            self._executemany(
+                session,
+                "UPDATE context_entities SET types = {p}, doc = {p}, modified_at = {p} "
+                "WHERE pk = {p}",
+                [(_dumps(e["type"]), _dumps(e), at_db, pk) for e, pk in changed],
+            )
+        created = [w for w in writes if w.pk is None and w.entity is not None]
+        if created:
+            self._insert(
+                session,
+                "context_entities",
+                ("tenant", "entity_id", "types", "owner", "doc", "created_at", "modified_at"),
+                [
+                    (tenant, e["id"], _dumps(e["type"]), w.owner, _dumps(e), at_db, at_db)
+                    for w in created
+                    if (e := w.current)
+                ],
+            )
+            ids = [w.current["id"] for w in created]
+            pks: dict[str, int] = {}
+            for start in range(0, len(ids), 500):
+                rows = session.execute(
+                    select(_E.c.entity_id, _E.c.pk).where(
+                        _E.c.tenant == tenant, _E.c.entity_id.in_(ids[start : start + 500])
+                    )
+                )
+                pks.update((row[0], row[1]) for row in rows)
+            for w in created:
+                w.pk = pks[w.current["id"]]
+        self._write_rows(session, tenant, writes, at_db, at)
+        if not changes and self.bus is None:
+            return []
+        return [_change(tenant, w, at) for w in writes]
+
+    # Hot inserts go straight to the driver's executemany: no per-row statement compilation or
+    # type processing. The only dialect differences are the placeholder and time parameters.
+
+    def _executemany(self, session: Session, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        if rows:
+            session.connection().exec_driver_sql(
+                sql.format(p="%s" if self.postgres else "?"),
+                rows,
+            )
+
+    def _insert(
+        self, session: Session, table: str, columns: tuple[str, ...], rows: list[tuple[Any, ...]]
+    ) -> None:
+        placeholders = ", ".join(["{p}"] * len(columns))
+        self._executemany(
+            session,
+            f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({placeholders})",  # noqa: S608 - our own table and column names
+            rows,
+        )
+
+    def _time_param(self, moment: datetime | None) -> Any:
+        return self.history.time_param(moment)
+
+    def _write_rows(
+        self, session: Session, tenant: str, writes: list[_Write], at_db: Any, at: str
+    ) -> None:
+        """Index rows (types, attribute index, spatial index) of the entities written and one
+        history row per instance written or deleted, in one pass over the writes.
+
+        History rows come per write in `touched` order, then the deletions. A created entity's
+        `touched` is all its instances in document order (`_Write.all_touched`), so they are
+        read straight off the document instead of being looked up one by one."""
+        types: list[tuple[Any, ...]] = []
+        attrs: list[tuple[Any, ...]] = []
+        geos: list[tuple[Any, ...]] = []
+        history: list[tuple[Any, ...]] = []
+        # Partial updates: index rows upserted or deleted one (attr, datasetId) at a time.
+        upserts: list[tuple[Any, ...]] = []
+        unindexed: list[tuple[Any, ...]] = []
+        regeo: list[tuple[Any, ...]] = []
+        observed_param: dict[str, Any] = {}  # observedAt text -> driver parameter, per batch
+
+        def observed(value: Any) -> Any:
+            if not value or not isinstance(value, str):
+                return None  # parse_time reads strings only
+            if value not in observed_param:
+                observed_param[value] = self._time_param(parse_time(value))
+            return observed_param[value]
+
+        for w in writes:
+            entity, pk = w.entity, w.pk
+            current = w.current
+            entity_id = current["id"]
+            entity_type = current["type"][0] if current["type"] else ""
+            fast = w.all_touched and entity is not None
+            # (num, txt) per (attr, datasetId) of this entity, reused by the history rows.
+            values: dict[tuple[str, str], tuple[float | None, str | None]] = {}
+            if w.partial and entity is not None:
+                self._partial_rows(w, tenant, upserts, unindexed, regeo, geos)
+            elif entity is not None and pk is not None:
+                for t in entity["type"]:
+                    types.append((tenant, t, pk))
+                for name, instances in entity.items():
+                    if name in ENTITY_KEYS:
+                        continue
+                    first: set[str] | None = set() if len(instances) > 1 else None
+                    for instance in instances:
+                        dataset = instance.get("datasetId") or ""
+                        num, txt = index_value(instance)
+                        kind = instance.get("type", "Property")
+                        attrs.append((pk, name, dataset, tenant, kind, num, txt))
+                        if kind == "GeoProperty":
+                            bounds = geo_bounds(instance.get("value"))
+                            if bounds is not None:
+                                geos.append((tenant, pk, name, dataset, *bounds))
+                        if not fast:
+                            values.setdefault((name, dataset), (num, txt))
+                            continue
+                        if first is not None:
+                            # Two instances with one datasetId: history records the first
+                            # twice, as the lookup by (attr, datasetId) always did.
+                            if dataset in first:
+                                instance = _find(instances, dataset) or instance
+                                kind = instance.get("type", "Property")
+                                num, txt = index_value(instance)
+                            first.add(dataset)
+                        history.append(
+                            (
+                                tenant,
+                                entity_id,
+                                entity_type,
+                                name,
+                                dataset,
+                                kind,
+                                observed(instance.get("observedAt")),
+                                at_db,
+                                False,
+                                num,
+                                txt,
+                                _dumps(instance),
+                            )
+                        )
+            if entity is not None and not fast:
+                pairs = w.history if w.history is not None else w.touched
+                for pair in pairs:
+                    name, dataset = pair[0], pair[1]
+                    if len(pair) > 2:
+                        # An instance given with the write (`record`, or a batch step).
+                        instance = pair[2]
+                        if "modifiedAt" not in instance:
+                            instance = {
+                                **instance,
+                                "createdAt": instance.get("createdAt") or at,
+                                "modifiedAt": at,
+                            }
+                        num, txt = index_value(instance)
+                    else:
+                        found = _find(entity.get(name, ()), dataset)
+                        if found is None:
+                            continue
+                        instance = found
+                        num_txt = values.get((name, dataset))
+                        num, txt = num_txt if num_txt is not None else index_value(instance)
+                    history.append(
+                        (
+                            tenant,
+                            entity_id,
+                            entity_type,
+                            name,
+                            dataset,
+                            instance.get("type", "Property"),
+                            observed(instance.get("observedAt")),
+                            at_db,
+                            False,
+                            num,
+                            txt,
+                            _dumps(instance),
+                        )
+                    )
+            for name, dataset, old in w.removed:
+                kind = old.get("type", "Property")
+                marker: Instance = {"type": kind, "value": NGSI_LD_NULL, "deletedAt": at}
+                if dataset:
+                    marker["datasetId"] = dataset
+                history.append(
+                    (
+                        tenant,
+                        entity_id,
+                        entity_type,
+                        name,
+                        dataset,
+                        kind,
+                        None,
+                        at_db,
+                        True,
+                        None,
+                        None,
+                        _dumps(marker),
+                    )
+                )
+        self._write_partial(session, upserts, unindexed, regeo)
+        self._insert(session, "context_entity_types", ("tenant", "type", "entity_pk"), types)
+        self._insert(
+            session,
+            "context_attrs",
+            ("entity_pk", "attr", "dataset_id", "tenant", "kind", "num", "txt"),
+            attrs,
+        )
+        self._write_geo(session, geos)
+        self.history.write(session, history)
+
+    @staticmethod
+    def _partial_rows(
+        w: _Write,
+        tenant: str,
+        upserts: list[tuple[Any, ...]],
+        unindexed: list[tuple[Any, ...]],
+        regeo: list[tuple[Any, ...]],
+        geos: list[tuple[Any, ...]],
+    ) -> None:
+        """Index rows of a partial update: the touched instances' rows upserted, the removed
+        ones' deleted, and the bbox rows of any GeoProperty among them replaced."""
+        entity, previous, pk = w.entity or {}, w.previous or {}, w.pk
+        for name, dataset in dict.fromkeys(w.touched):
+            instance = _find(entity.get(name, ()), dataset)
+            if instance is None:
+                continue
+            kind = instance.get("type", "Property")
+            num, txt = index_value(instance)
+            upserts.append((pk, name, dataset, tenant, kind, num, txt))
+            old = _find(previous.get(name, ()), dataset)
+            if kind == "GeoProperty" or (old is not None and old.get("type") == "GeoProperty"):
+                regeo.append((pk, name, dataset))
+                bounds = geo_bounds(instance.get("value")) if kind == "GeoProperty" else None
+                if bounds is not None:
+                    geos.append((tenant, pk, name, dataset, *bounds))
+        for name, dataset, old in w.removed:
+            if _find(entity.get(name, ()), dataset) is not None:
+                continue  # removed, then written again by the same operation
+            unindexed.append((pk, name, dataset))
+            if old.get("type") == "GeoProperty":
+                regeo.append((pk, name, dataset))
+
+    def _write_partial(
+        self,
+        session: Session,
+        upserts: list[tuple[Any, ...]],
+        unindexed: list[tuple[Any, ...]],
+        regeo: list[tuple[Any, ...]],
+    ) -> None:
+        where = "entity_pk = {p} AND attr = {p} AND dataset_id = {p}"
+        if regeo:
+            if not self.postgres:
+                self._executemany(
+                    session,
+                    f"DELETE FROM context_geo_rtree WHERE id IN "  # noqa: S608 - fixed text
+                    f"(SELECT id FROM context_geo WHERE {where})",
+                    regeo,
+                )
+            self._executemany(session, f"DELETE FROM context_geo WHERE {where}", regeo)  # noqa: S608
+        if unindexed:
+            self._executemany(session, f"DELETE FROM context_attrs WHERE {where}", unindexed)  # noqa: S608
+        if upserts:
+            self._executemany(
+                session,
+                "INSERT INTO context_attrs (entity_pk, attr, dataset_id, tenant, kind, num, txt) "
+                "VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p}) "
+                "ON CONFLICT (entity_pk, attr, dataset_id) DO UPDATE SET "
+                "kind = excluded.kind, num = excluded.num, txt = excluded.txt",
+                upserts,
+            )
+
+    def _write_geo(self, session: Session, geos: list[tuple[Any, ...]]) -> None:
+        """The bbox rows, and on SQLite their R*Tree rows in one INSERT ... SELECT of the rows
+        just added (ids above the largest before: the transaction holds the write lock)."""
+        if not geos:
+            return
+        before = 0
+        if not self.postgres:
+            before = session.execute(select(func.coalesce(func.max(_G.c.id), 0))).scalar_one()
+        self._insert(
+            session,
+            "context_geo",
+            ("tenant", "entity_pk", "attr", "dataset_id", "minx", "miny", "maxx", "maxy"),
+            geos,
+        )
+        if not self.postgres:
+            session.connection().exec_driver_sql(
+                "INSERT INTO context_geo_rtree SELECT id, minx, maxx, miny, maxy "
+                "FROM context_geo WHERE id > ?",
+                (before,),
+            )
+
+    def _commit(
+        self, tenant: str, build: Callable[[Session], list[_Write]], *, changes: bool = True
+    ) -> list[Change]:
+        """Build and persist the writes in one transaction, then publish. With `changes` false
+        (batch callers that ignore the result) the list is only built for the bus."""
+        at = now_iso()
+        with self._session() as session, quiet_gc(not changes):
+            writes = build(session)
+            if len(writes) >= BULK:
+                # Large batches: a page cache big enough for the index B-trees they touch.
+                with bulk_load(session):
+                    made = self._persist(session, tenant, writes, at, changes=changes)
+            else:
+                made = self._persist(session, tenant, writes, at, changes=changes) if writes else []
+        self._publish(made)
+        return made
