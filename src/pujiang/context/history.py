@@ -121,8 +121,11 @@ class HistoryWriter:
         return found
 
     def _create(self, session: Session, keys: Iterable[SeriesKey]) -> dict[SeriesKey, int]:
-        """The ids of these series, inserting the ones that do not exist yet."""
-        keys = list(keys)
+        """The ids of these series, inserting the ones that do not exist yet.
+
+        In sorted order: two PostgreSQL transactions inserting the same new series (two ingest
+        workers hearing a new device) then wait for each other in one order, never deadlock."""
+        keys = sorted(keys)
         self._execute(session, _INSERT_SERIES, keys)
         return self._select(session, keys)
 
