@@ -106,7 +106,7 @@ class ReadingsMixin(BrokerStore):
         readings are `no_entity`. Change events go out after the commit, as for any update."""
         at = now_iso()
         outcomes = [STORED] * len(readings)
-        with self._session() as session, quiet_gc(len(readings) >= BULK):
+        with self._write_session() as session, quiet_gc(len(readings) >= BULK):
             existing = self._load(session, tenant, [r.entity_id for r in readings])
             made = self._create_seeds(session, tenant, readings, existing, outcomes, at)
             writes, late = self._apply_readings(readings, existing, outcomes, at)

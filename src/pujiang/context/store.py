@@ -104,6 +104,10 @@ _TEN = cast(Table, ContextTenant.__table__)
 _LOAD_SQL = (
     "SELECT pk, entity_id, doc FROM context_entities WHERE tenant = {p} AND entity_id IN ({ids})"
 )
+# On PostgreSQL the rows a write will change are locked as they are read, in one order (ids
+# sorted as Python sorts them, which is byte order, as the C collation is), so that two
+# batches sharing entities wait for each other instead of deadlocking.
+_LOCK_SUFFIX = ' ORDER BY entity_id COLLATE "C" FOR UPDATE'
 
 
 class BrokerStore:
@@ -123,11 +127,21 @@ class BrokerStore:
     # -- infrastructure ------------------------------------------------------------------------
 
     def _session(self) -> Any:
+        self._ensure_spatial()
+        return self.db.session()
+
+    def _write_session(self) -> Any:
+        """The session of a write: entities are read, changed and written back, so no other
+        writer may commit in between (see `Database.write_session`; `_load` locks the rows on
+        PostgreSQL)."""
+        self._ensure_spatial()
+        return self.db.write_session()
+
+    def _ensure_spatial(self) -> None:
         if not self._spatial_ready:
             with self.db.engine.begin() as connection:
                 ensure_spatial_index(connection)
             self._spatial_ready = True
-        return self.db.session()
 
     def session(self) -> Any:
         """A session on the broker's tables for other readers (the temporal engine): the
@@ -173,16 +187,21 @@ class BrokerStore:
     def _load(
         self, session: Session, tenant: str, ids: Sequence[str]
     ) -> dict[str, tuple[int, Entity]]:
+        """The entities of a write (pk and document), locked for it on PostgreSQL; on SQLite
+        the write session holds the database's write lock already."""
         found: dict[str, tuple[int, Entity]] = {}
         unique = list(dict.fromkeys(ids))
         # The driver's cursor: SQLAlchemy's statement building and row handling cost more
         # than SQLite's lookups for a batch of device readings.
-        p = "%s" if self.postgres else "?"
+        p, sql = "?", _LOAD_SQL
+        if self.postgres:
+            p, sql = "%s", _LOAD_SQL + _LOCK_SUFFIX
+            unique.sort()
         with driver_cursor(session) as cursor:
             for start in range(0, len(unique), 500):
                 chunk = unique[start : start + 500]
                 marks = ", ".join([p] * len(chunk))
-                cursor.execute(_LOAD_SQL.format(p=p, ids=marks), (tenant, *chunk))
+                cursor.execute(sql.format(p=p, ids=marks), (tenant, *chunk))
                 for pk, entity_id, doc in cursor.fetchall():
                     found[entity_id] = (pk, orjson.loads(doc))
         return found
@@ -529,7 +548,7 @@ class BrokerStore:
         """Build and persist the writes in one transaction, then publish. With `changes` false
         (batch callers that ignore the result) the list is only built for the bus."""
         at = now_iso()
-        with self._session() as session, quiet_gc(not changes):
+        with self._write_session() as session, quiet_gc(not changes):
             writes = build(session)
             if len(writes) >= BULK:
                 # Large batches: a page cache big enough for the index B-trees they touch.

@@ -108,6 +108,20 @@ class Database:
         with self.sessions() as session, session.begin():
             yield session
 
+    @contextmanager
+    def write_session(self) -> Iterator[Session]:
+        """A session for a read-modify-write, which no other writer can interleave with.
+
+        On SQLite its transaction takes the database's one write lock at its start (`BEGIN
+        IMMEDIATE`, waiting up to the busy timeout): the driver otherwise begins a transaction
+        only at the first INSERT/UPDATE, so what the session read before could already have
+        been overwritten by another thread or process. On PostgreSQL this is a plain session:
+        callers lock the rows they will change (`FOR UPDATE`)."""
+        with self.sessions() as session, session.begin():
+            if self.is_sqlite:
+                session.connection().exec_driver_sql("BEGIN IMMEDIATE")
+            yield session
+
     def ping(self) -> bool:
         try:
             with self.engine.connect() as conn:

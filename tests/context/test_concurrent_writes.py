@@ -1,0 +1,105 @@
+"""Concurrent writers on one entity: no write is lost.
+
+Every broker write reads the entity's document, changes it and writes it back. Two writers
+(threads of one server, or two `pujiang ingest` workers, here two engines on one database)
+that interleave those steps must not overwrite each other's changes."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from pujiang.context.readings import Reading
+from pujiang.context.service import ContextBroker
+from pujiang.platform.db import Database
+from pujiang.platform.deps import AppContext
+
+VOCAB = "https://uri.etsi.org/ngsi-ld/default-context/"
+ENTITY_ID = "urn:ngsi-ld:WeatherObserved:race"
+TEMPERATURE = VOCAB + "temperature"
+ROUNDS = 40
+
+
+def _at(second: int) -> str:
+    return f"2026-05-01T08:{second // 60:02d}:{second % 60:02d}.000Z"
+
+
+def _entity() -> dict[str, Any]:
+    return {
+        "id": ENTITY_ID,
+        "type": [VOCAB + "WeatherObserved"],
+        TEMPERATURE: [{"type": "Property", "value": 0.0, "observedAt": _at(0)}],
+    }
+
+
+def _run_together(*jobs: Callable[[], None]) -> None:
+    """Start the jobs at one moment; re-raise the first failure."""
+    start = threading.Barrier(len(jobs))
+    failures: list[BaseException] = []
+
+    def run(job: Callable[[], None]) -> None:
+        start.wait()
+        try:
+            job()
+        except BaseException as exc:  # handed to the test below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=run, args=(job,)) for job in jobs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    if failures:
+        raise failures[0]
+
+
+def test_appends_and_readings_from_two_writers_all_survive(context: AppContext) -> None:
+    ContextBroker(context.db).create("", _entity())
+    other_db = Database(context.db.url)  # a second process's engine, in effect
+    try:
+        appender, recorder = ContextBroker(context.db), ContextBroker(other_db)
+
+        def append_attributes() -> None:
+            for n in range(ROUNDS):
+                fragment = {f"{VOCAB}note{n}": [{"type": "Property", "value": n}]}
+                appender.append_attrs("", ENTITY_ID, fragment)
+
+        def record_readings() -> None:
+            for n in range(1, ROUNDS + 1):
+                instance = {"type": "Property", "value": float(n), "observedAt": _at(n)}
+                assert recorder.record("", [Reading(ENTITY_ID, TEMPERATURE, instance)]) == [
+                    "stored"
+                ]
+
+        _run_together(append_attributes, record_readings)
+    finally:
+        other_db.dispose()
+    entity = ContextBroker(context.db).retrieve("", ENTITY_ID)
+    missing = [n for n in range(ROUNDS) if f"{VOCAB}note{n}" not in entity]
+    assert missing == [], f"appended attributes lost to a concurrent writer: {missing}"
+    assert entity[TEMPERATURE][0]["value"] == float(ROUNDS)
+
+
+def test_readings_out_of_order_from_two_writers_leave_the_newest(context: AppContext) -> None:
+    """Two workers share one device's readings: the current state ends at the newest
+    reading, whatever order the commits come in, and each reading is kept once."""
+    ContextBroker(context.db).create("", _entity())
+    other_db = Database(context.db.url)
+    try:
+        brokers = [ContextBroker(context.db), ContextBroker(other_db)]
+
+        def worker(parity: int) -> Callable[[], None]:
+            def run() -> None:
+                for n in range(1 + parity, 2 * ROUNDS + 1, 2):
+                    instance = {"type": "Property", "value": float(n), "observedAt": _at(n)}
+                    brokers[parity].record("", [Reading(ENTITY_ID, TEMPERATURE, instance)])
+
+            return run
+
+        _run_together(worker(0), worker(1))
+    finally:
+        other_db.dispose()
+    entity = ContextBroker(context.db).retrieve("", ENTITY_ID)
+    assert entity[TEMPERATURE][0]["value"] == float(2 * ROUNDS)
+    assert entity[TEMPERATURE][0]["observedAt"] == _at(2 * ROUNDS)
