@@ -830,15 +830,15 @@ class Matcher:
         subject = entity if entity is not None else previous
         if not subject or "id" not in subject:
             return
+        now = utcnow()
+        at = str(event.get("at") or iso(now))
+        rows = self._active(tenant, at, now)
+        if not rows:
+            return  # no subscription can fire: the change needs no more looking at
         changes = event_changes(event)
         if not changes:
             return
-        now = utcnow()
-        at = str(event.get("at") or iso(now))
         queued = 0
-        rows = self._active(tenant, at, now)
-        if not rows:
-            return
         with self.db.session() as session:
             outbox: list[dict[str, Any]] = []
             for row in rows:
@@ -1201,6 +1201,10 @@ class Dispatcher:
             .with_for_update(skip_locked=True)
         )
         with self.db.session() as session:
+            # A read first: on SQLite an UPDATE takes the one write lock even when it matches
+            # nothing, and an idle outbox is polled every second beside busy ingest.
+            if session.execute(select(outbox.id).where(due).limit(1)).first() is None:
+                return _Claimed(rows=[], subs={})
             rows = session.execute(
                 update(outbox)
                 .where(outbox.id.in_(candidates.scalar_subquery()), free)
