@@ -8,7 +8,7 @@ with its reason counted for its device; it never stops the others. When `ingest`
 it reports stored is committed: transports acknowledge only then.
 
 Per-device counters and `last_seen` are kept in memory and written by `flush()` (the worker
-calls it every second; readers of device status call it first), so that the hot path does not
+calls it every 5 s; readers of device status call it first), so that the hot path does not
 update a device row per message.
 """
 

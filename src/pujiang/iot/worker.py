@@ -1,7 +1,7 @@
 """The ingest worker: MQTT southbound consumption for `pujiang ingest` and `pujiang serve`.
 
 A `Worker` runs the MQTT consumer (when `mqtt_url` is set) and the periodic jobs of device
-ingest in daemon threads: writing the ingestor's per-device counters every second, expiring
+ingest in daemon threads: writing the ingestor's per-device counters every 5 s, expiring
 unanswered commands, and `status.periodic_liveness` (devices going offline). Stopping
 it stops the consumer cleanly (the batch in hand is committed and acknowledged), then writes
 the counters one last time.
@@ -27,7 +27,7 @@ from pujiang.settings import Mode
 
 log = logging.getLogger("pujiang.iot.worker")
 
-FLUSH_SECONDS = 1.0
+FLUSH_SECONDS = 5.0
 EXPIRY_SECONDS = 10.0
 TICK_SECONDS = 0.25
 JOBS_KEY = "iot.jobs"  # context.extras: True/False forces the periodic jobs on or off
