@@ -10,6 +10,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from pujiang.context.errors import AlreadyExists
+from pujiang.context.queries import Query
 from pujiang.context.readings import Reading
 from pujiang.context.service import ContextBroker
 from pujiang.platform.db import Database
@@ -103,3 +105,51 @@ def test_readings_out_of_order_from_two_writers_leave_the_newest(context: AppCon
     entity = ContextBroker(context.db).retrieve("", ENTITY_ID)
     assert entity[TEMPERATURE][0]["value"] == float(2 * ROUNDS)
     assert entity[TEMPERATURE][0]["observedAt"] == _at(2 * ROUNDS)
+
+
+def _station(n: int) -> dict[str, Any]:
+    entity = _entity()
+    entity["id"] = f"urn:ngsi-ld:WeatherObserved:new{n}"
+    return entity
+
+
+def test_two_writers_creating_the_same_entities_both_succeed(context: AppContext) -> None:
+    """Two gateways upsert the same new entities at once: both batches succeed and every
+    entity exists once (on PostgreSQL the second insert meets the first's unique key)."""
+    other_db = Database(context.db.url)
+    try:
+        brokers = [ContextBroker(context.db), ContextBroker(other_db)]
+        results: list[Any] = []
+
+        def upsert(broker: ContextBroker) -> Callable[[], None]:
+            return lambda: results.append(broker.batch_upsert("", [_station(n) for n in range(50)]))
+
+        _run_together(upsert(brokers[0]), upsert(brokers[1]))
+    finally:
+        other_db.dispose()
+    assert len(results) == 2
+    assert all(not result.errors for result in results)
+    found, _ = ContextBroker(context.db).query("", Query(id_pattern=".*new.*", limit=100))
+    assert sorted(e["id"] for e in found) == sorted(_station(n)["id"] for n in range(50))
+
+
+def test_two_creates_of_one_id_give_one_entity_and_one_conflict(context: AppContext) -> None:
+    other_db = Database(context.db.url)
+    outcomes: list[str] = []
+    try:
+        brokers = [ContextBroker(context.db), ContextBroker(other_db)]
+
+        def create(broker: ContextBroker) -> Callable[[], None]:
+            def run() -> None:
+                try:
+                    broker.create("", _station(1))
+                    outcomes.append("created")
+                except AlreadyExists:
+                    outcomes.append("exists")
+
+            return run
+
+        _run_together(create(brokers[0]), create(brokers[1]))
+    finally:
+        other_db.dispose()
+    assert sorted(outcomes) == ["created", "exists"]

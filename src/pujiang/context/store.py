@@ -104,10 +104,14 @@ _TEN = cast(Table, ContextTenant.__table__)
 _LOAD_SQL = (
     "SELECT pk, entity_id, doc FROM context_entities WHERE tenant = {p} AND entity_id IN ({ids})"
 )
-# On PostgreSQL the rows a write will change are locked as they are read, in one order (ids
-# sorted as Python sorts them, which is byte order, as the C collation is), so that two
-# batches sharing entities wait for each other instead of deadlocking.
-_LOCK_SUFFIX = ' ORDER BY entity_id COLLATE "C" FOR UPDATE'
+# On PostgreSQL a write first takes a transaction lock on each of its entity ids, existing or
+# not (row locks cannot hold an id that is about to be created), in one order (the ids sorted;
+# unnest yields them in array order), so that two batches sharing entities wait for each other
+# instead of deadlocking or both inserting one new id.
+_LOCK_IDS_SQL = (
+    "SELECT count(pg_advisory_xact_lock(hashtextextended(%s || chr(31) || i, 0))) "
+    "FROM unnest(%s::text[]) AS i"
+)
 
 
 class BrokerStore:
@@ -187,21 +191,20 @@ class BrokerStore:
     def _load(
         self, session: Session, tenant: str, ids: Sequence[str]
     ) -> dict[str, tuple[int, Entity]]:
-        """The entities of a write (pk and document), locked for it on PostgreSQL; on SQLite
-        the write session holds the database's write lock already."""
+        """The entities of a write (pk and document), their ids locked for it on PostgreSQL;
+        on SQLite the write session holds the database's write lock already."""
         found: dict[str, tuple[int, Entity]] = {}
         unique = list(dict.fromkeys(ids))
         # The driver's cursor: SQLAlchemy's statement building and row handling cost more
         # than SQLite's lookups for a batch of device readings.
-        p, sql = "?", _LOAD_SQL
-        if self.postgres:
-            p, sql = "%s", _LOAD_SQL + _LOCK_SUFFIX
-            unique.sort()
+        p = "%s" if self.postgres else "?"
         with driver_cursor(session) as cursor:
+            if self.postgres:
+                cursor.execute(_LOCK_IDS_SQL, (tenant, sorted(unique)))
             for start in range(0, len(unique), 500):
                 chunk = unique[start : start + 500]
                 marks = ", ".join([p] * len(chunk))
-                cursor.execute(sql.format(p=p, ids=marks), (tenant, *chunk))
+                cursor.execute(_LOAD_SQL.format(p=p, ids=marks), (tenant, *chunk))
                 for pk, entity_id, doc in cursor.fetchall():
                     found[entity_id] = (pk, orjson.loads(doc))
         return found
