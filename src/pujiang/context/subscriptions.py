@@ -838,18 +838,21 @@ class Matcher:
         changes = event_changes(event)
         if not changes:
             return
+        fired: list[tuple[Any, Compiled, str]] = []
+        for row in rows:
+            compiled = self.compiled(row)
+            if compiled is None or not compiled.selects(subject):
+                continue
+            trigger = compiled.fired_by(changes, subject)
+            if trigger is not None and compiled.filters_pass(subject):
+                fired.append((row, compiled, trigger))
+        if not fired:
+            return
         queued = 0
-        with self.db.session() as session:
+        # A write session (throttles are claimed, rows queued) only for a change that fires.
+        with self.db.write_session() as session:
             outbox: list[dict[str, Any]] = []
-            for row in rows:
-                compiled = self.compiled(row)
-                if compiled is None or not compiled.selects(subject):
-                    continue
-                trigger = compiled.fired_by(changes, subject)
-                if trigger is None:
-                    continue
-                if not compiled.filters_pass(subject):
-                    continue
+            for row, compiled, trigger in fired:
                 if row.throttling and not self._take_throttle(session, row, now):
                     continue
                 data = self._data(compiled, trigger, event, changes, at, tenant)
@@ -1200,11 +1203,12 @@ class Dispatcher:
             .limit(self.config.claim_batch)
             .with_for_update(skip_locked=True)
         )
+        # A read first: on SQLite an UPDATE takes the one write lock even when it matches
+        # nothing, and an idle outbox is polled every second beside busy ingest.
         with self.db.session() as session:
-            # A read first: on SQLite an UPDATE takes the one write lock even when it matches
-            # nothing, and an idle outbox is polled every second beside busy ingest.
             if session.execute(select(outbox.id).where(due).limit(1)).first() is None:
                 return _Claimed(rows=[], subs={})
+        with self.db.write_session() as session:
             rows = session.execute(
                 update(outbox)
                 .where(outbox.id.in_(candidates.scalar_subquery()), free)

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -97,6 +98,11 @@ class Database:
         self.url = url
         self.engine = make_engine(url, echo=echo)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # SQLite has one writer: this process's write sessions queue here, in order, rather
+        # than in SQLite's busy handler (which polls with sleeps and gives up after its
+        # timeout, so a burst of concurrent requests could fail with "database is locked").
+        self._writer = threading.Lock()
+        self._writing = threading.local()
 
     @property
     def is_sqlite(self) -> bool:
@@ -113,14 +119,27 @@ class Database:
         """A session for a read-modify-write, which no other writer can interleave with.
 
         On SQLite its transaction takes the database's one write lock at its start (`BEGIN
-        IMMEDIATE`, waiting up to the busy timeout): the driver otherwise begins a transaction
-        only at the first INSERT/UPDATE, so what the session read before could already have
-        been overwritten by another thread or process. On PostgreSQL this is a plain session:
-        callers lock the rows they will change (`FOR UPDATE`)."""
-        with self.sessions() as session, session.begin():
-            if self.is_sqlite:
-                session.connection().exec_driver_sql("BEGIN IMMEDIATE")
-            yield session
+        IMMEDIATE`): the driver otherwise begins a transaction only at the first
+        INSERT/UPDATE, so what the session read before could already have been overwritten by
+        another thread or process. This process's write sessions take turns on a lock of
+        their own first; another process's writer is waited for up to the busy timeout.
+
+        On PostgreSQL this is a plain session: callers lock what they will change (`FOR
+        UPDATE`, or advisory locks for keys that may not exist yet)."""
+        if not self.is_sqlite:
+            with self.session() as session:
+                yield session
+            return
+        if getattr(self._writing, "active", False):
+            raise RuntimeError("a write session inside another would wait for itself")
+        with self._writer:
+            self._writing.active = True
+            try:
+                with self.sessions() as session, session.begin():
+                    session.connection().exec_driver_sql("BEGIN IMMEDIATE")
+                    yield session
+            finally:
+                self._writing.active = False
 
     def ping(self) -> bool:
         try:
