@@ -338,7 +338,7 @@ class Ingestor:
             for pk, c in pending.items()
         ]
         try:
-            with self.db.session() as session:
+            with self.db.write_session() as session:
                 sql = _FLUSH_SQL.format(p="%s" if postgres else "?")
                 session.connection().exec_driver_sql(sql, rows)
         except Exception:
@@ -376,10 +376,15 @@ def _driver_time_of(postgres: bool) -> Callable[[datetime | None], Any]:
     if postgres:
         return lambda moment: moment
 
+    texts: dict[datetime, str] = {}  # one flush: most devices share a batch's time
+
     def text(moment: datetime | None) -> str | None:
         if moment is None:
             return None
-        return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+        found = texts.get(moment)
+        if found is None:
+            found = texts[moment] = moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+        return found
 
     return text
 
