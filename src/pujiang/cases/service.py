@@ -33,7 +33,7 @@ from pujiang.cases.workflow import (
     allowed_actions,
 )
 from pujiang.platform import access, audit
-from pujiang.platform.db import utcnow
+from pujiang.platform.db import lock_for_write, utcnow
 from pujiang.platform.errors import Problem
 from pujiang.platform.files import StoredFile
 from pujiang.platform.geo import Crs, distance_m
@@ -415,6 +415,7 @@ def get_case(
     """A case the principal may see, else 404 (another department's case is not revealed)."""
     query = select(Case).where(Case.id == case_id)
     if for_update:
+        lock_for_write(session)  # SQLite: a concurrent step must not read the old state
         query = query.with_for_update()
     case = session.scalars(query).one_or_none()
     owners = (case.department_id, case.center_id, case.escalated_to_id) if case else ()

@@ -153,6 +153,18 @@ class Database:
         self.engine.dispose()
 
 
+def lock_for_write(session: Session) -> None:
+    """Call before a read that a write of this transaction will depend on, where PostgreSQL
+    reads `FOR UPDATE`: SQLite has no row locks and its driver begins a transaction only at
+    the first INSERT/UPDATE, so this takes the database's write lock now (`BEGIN IMMEDIATE`)
+    unless the transaction holds it already. No-op on PostgreSQL."""
+    connection = session.connection()
+    if connection.dialect.name != "sqlite":
+        return
+    if not connection.connection.dbapi_connection.in_transaction:  # type: ignore[union-attr]
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
 @contextmanager
 def driver_cursor(session: Session) -> Iterator[Any]:
     """A DB-API cursor on the session's connection (and transaction), closed afterwards.
