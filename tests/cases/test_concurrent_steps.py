@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 from fastapi.testclient import TestClient
 
@@ -19,19 +20,29 @@ def test_two_dispatchers_registering_one_case_at_once_register_it_once(
     headers = people.dispatcher
     with TestClient(client.app) as second:
         for case_id in case_ids:
-            statuses: list[int] = []
-            start = threading.Barrier(2)
-
-            def register(http: TestClient, case_id: int = case_id) -> None:
-                start.wait()
-                reply = http.post(
-                    f"/api/cases/{case_id}/register", json={"note": "符合立案标准"}, headers=headers
-                )
-                statuses.append(reply.status_code)
-
-            threads = [threading.Thread(target=register, args=(c,)) for c in (client, second)]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join(60)
+            statuses = _at_once(
+                [client, second],
+                f"/api/cases/{case_id}/register",
+                {"note": "符合立案标准"},
+                headers,
+            )
             assert sorted(statuses) == [200, 409], f"case {case_id}: {statuses}"
+
+
+def _at_once(
+    clients: list[TestClient], path: str, body: dict[str, Any], headers: dict[str, str]
+) -> list[int]:
+    """POST one request from each client at one moment; their status codes."""
+    statuses: list[int] = []
+    start = threading.Barrier(len(clients))
+
+    def post(http: TestClient) -> None:
+        start.wait()
+        statuses.append(http.post(path, json=body, headers=headers).status_code)
+
+    threads = [threading.Thread(target=post, args=(c,)) for c in clients]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    return statuses
