@@ -85,7 +85,7 @@ def check_liveness(context: AppContext, now: datetime | None = None) -> list[tup
     flush_counters(context)
     events: list[tuple[str, dict[str, Any]]] = []
     changes: list[tuple[str, bool]] = []
-    with context.db.session() as session:
+    with context.db.write_session() as session:
         for alive, topic in ((False, OFFLINE_TOPIC), (True, ONLINE_TOPIC)):
             for row in sorted(_flip(session, alive, moment), key=lambda r: r.device_id):
                 changes.append((row.device_id, alive))
