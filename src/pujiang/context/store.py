@@ -136,8 +136,8 @@ class BrokerStore:
 
     def _write_session(self) -> Any:
         """The session of a write: entities are read, changed and written back, so no other
-        writer may commit in between (see `Database.write_session`; `_load` locks the rows on
-        PostgreSQL)."""
+        writer may commit in between (see `Database.write_session`; on PostgreSQL `_load`
+        locks the entity ids)."""
         self._ensure_spatial()
         return self.db.write_session()
 

@@ -136,7 +136,7 @@ class Database:
             self._writing.active = True
             try:
                 with self.sessions() as session, session.begin():
-                    session.connection().exec_driver_sql("BEGIN IMMEDIATE")
+                    lock_for_write(session)
                     yield session
             finally:
                 self._writing.active = False
