@@ -295,7 +295,7 @@ class ReadingsMixin(BrokerStore):
             instance = {**reading.instance, "createdAt": at, "modifiedAt": at}
             kind = instance.get("type", "Property")
             num, txt = index_value(instance)
-            observed = self._time_param(parse_time(instance.get("observedAt")))
+            observed = self._observed_param(instance.get("observedAt"))
             entity_type = existing[reading.entity_id][1].get("type") or [""]
             key = (tenant, reading.entity_id, entity_type[0], reading.attr, dataset_of(instance))
             rows.append((*key, kind, observed, at_db, False, num, txt, _dumps(instance)))
