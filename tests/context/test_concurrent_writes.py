@@ -14,6 +14,7 @@ from pujiang.context.errors import AlreadyExists
 from pujiang.context.queries import Query
 from pujiang.context.readings import Reading
 from pujiang.context.service import ContextBroker
+from pujiang.context.temporal import TemporalStore, parse_temporal_query
 from pujiang.platform.db import Database
 from pujiang.platform.deps import AppContext
 
@@ -153,3 +154,52 @@ def test_two_creates_of_one_id_give_one_entity_and_one_conflict(context: AppCont
     finally:
         other_db.dispose()
     assert sorted(outcomes) == ["created", "exists"]
+
+
+def test_first_writes_of_a_new_tenant_from_two_writers_both_succeed(context: AppContext) -> None:
+    """A tenant is created by its first write (clause 4.14): two writers of different
+    entities in a new tenant both succeed (on PostgreSQL both insert the tenant's row)."""
+    other_db = Database(context.db.url)
+    try:
+        brokers = [ContextBroker(context.db), ContextBroker(other_db)]
+        for round_ in range(5):
+            tenant = f"district{round_}"
+
+            def create(n: int, tenant: str = tenant) -> Callable[[], None]:
+                return lambda: brokers[n].create(tenant, _station(n))
+
+            _run_together(create(0), create(1))
+            found, _ = brokers[0].query(tenant, Query(id_pattern=".*new.*", limit=10))
+            assert sorted(e["id"] for e in found) == [_station(0)["id"], _station(1)["id"]]
+    finally:
+        other_db.dispose()
+
+
+def test_two_temporal_creates_of_one_new_entity_make_it_once(context: AppContext) -> None:
+    """Two `POST /temporal/entities` of one new entity at once: one creates it (and its
+    current state, from the latest instance), the other adds its instances to the history."""
+    other_db = Database(context.db.url)
+    evolution = {
+        "id": ENTITY_ID,
+        "type": [VOCAB + "WeatherObserved"],
+        TEMPERATURE: [
+            {"type": "Property", "value": 1.0, "observedAt": _at(1)},
+            {"type": "Property", "value": 2.0, "observedAt": _at(2)},
+        ],
+    }
+    created: list[bool] = []
+    try:
+        stores = [TemporalStore(ContextBroker(db)) for db in (context.db, other_db)]
+
+        def post(store: TemporalStore) -> Callable[[], None]:
+            return lambda: created.append(store.upsert_current("", evolution, None, None))
+
+        _run_together(post(stores[0]), post(stores[1]))
+    finally:
+        other_db.dispose()
+    assert sorted(created) == [False, True]
+    broker = ContextBroker(context.db)
+    assert broker.retrieve("", ENTITY_ID)[TEMPERATURE][0]["value"] == 2.0
+    page = TemporalStore(broker).retrieve("", ENTITY_ID, parse_temporal_query())
+    values = sorted(i["value"] for e in page.entities for i in e[TEMPERATURE])
+    assert values == [1.0, 1.0, 2.0, 2.0]  # each request's two instances, once each

@@ -184,3 +184,36 @@ def test_the_migration_keeps_every_history_row_and_its_id(empty_url: str) -> Non
             assert [r[0] for r in ids][:4] == [5, 9, 12, 20]
     finally:
         database.dispose()
+
+
+def test_a_temporal_create_that_fails_half_way_writes_nothing(
+    context: AppContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`POST /temporal/entities` of a new entity writes the older instances to the history
+    and creates the current entity from the latest: one transaction. A failure in the
+    create (a full disk, here made to happen) leaves neither the history nor the new tenant,
+    and the same request succeeds afterwards."""
+    broker = ContextBroker(context.db)
+    store = TemporalStore(broker)
+    entity_id = "urn:ngsi-ld:AirQualityObserved:h9"
+    evolution = {
+        "id": entity_id,
+        "type": [STATION],
+        PM25: [
+            {"type": "Property", "value": 30.0, "observedAt": "2026-03-01T08:00:00Z"},
+            {"type": "Property", "value": 31.0, "observedAt": "2026-03-01T09:00:00Z"},
+        ],
+    }
+
+    def disk_full(*args: Any, **kwargs: Any) -> Any:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(broker, "_persist", disk_full)
+    with pytest.raises(OSError, match="disk full"):
+        store.upsert_current("newtown", evolution, None, None)
+    monkeypatch.undo()
+    assert _rows(context, entity_id) == []
+    assert not broker.tenant_exists("newtown")
+    assert store.upsert_current("newtown", evolution, None, None) is True
+    assert broker.retrieve("newtown", entity_id)[PM25][0]["value"] == 31.0
+    assert sorted(row.num for row in _rows(context, entity_id)) == [30.0, 31.0]

@@ -14,12 +14,10 @@ from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
 from pujiang.context import jsonld, ngsild_q
-from pujiang.context.entity_form import Entity, Instance, parse_time
+from pujiang.context.entity_form import Entity
 from pujiang.context.errors import (
-    AlreadyExists,
     BadData,
     InvalidRequest,
-    NonexistentTenant,
     NotFound,
     NotSupported,
     TooManyResults,
@@ -711,45 +709,6 @@ def retrieve_temporal(
 
 # -- writes ---------------------------------------------------------------------------------
 
-_NOT_CURRENT = ("instanceId", "createdAt", "modifiedAt", "deletedAt")
-
-
-def _latest_split(entity: Entity) -> tuple[Entity, Entity]:
-    """(the current attributes, the rest) of an EntityTemporal: per attribute and datasetId the
-    instance with the latest `observedAt` (the last given among equals, or when none has one)
-    goes to the current entity, every other instance to the rest, each exactly once."""
-    latest: Entity = {}
-    rest: Entity = {"id": entity["id"], "type": entity.get("type") or []}
-    for name, instances in entity.items():
-        if name in ("id", "type"):
-            continue
-        best: dict[str, tuple[tuple[bool, Any, int], Instance]] = {}
-        for position, instance in enumerate(instances):
-            moment = parse_time(instance.get("observedAt"))
-            key = (moment is not None, moment, position)
-            dataset = str(instance.get("datasetId") or "")
-            held = best.get(dataset)
-            if held is None or _later(key, held[0]):
-                best[dataset] = (key, instance)
-        chosen = {id(instance) for _, instance in best.values()}
-        latest[name] = [
-            {k: v for k, v in instance.items() if k not in _NOT_CURRENT}
-            for _, instance in best.values()
-        ]
-        others = [i for i in instances if id(i) not in chosen]
-        if others:
-            rest[name] = others
-    return latest, rest
-
-
-def _later(key: tuple[bool, Any, int], than: tuple[bool, Any, int]) -> bool:
-    """Whether an instance keyed (has observedAt, observedAt, position) is the newer one."""
-    if key[0] != than[0]:
-        return key[0]
-    if key[0] and key[1] != than[1]:
-        return bool(key[1] > than[1])
-    return key[2] > than[2]
-
 
 def _scope(payload: dict[str, Any], entity_id: str, ctx: ActiveContext) -> list[str] | None:
     """The entity's `scope` (clause 4.18) if the payload gives one, checked as on create."""
@@ -758,54 +717,6 @@ def _scope(payload: dict[str, Any], entity_id: str, ctx: ActiveContext) -> list[
     checked = expand_entity({"id": entity_id, "scope": payload["scope"]}, ctx, require_type=False)
     scope: list[str] = checked["scope"]
     return scope
-
-
-def _has_current(ld: LdRequest, entity_id: str) -> bool:
-    try:
-        ld.broker.retrieve(ld.tenant, entity_id)
-    except (NotFound, NonexistentTenant):
-        return False
-    return True
-
-
-def _create_current(
-    ld: LdRequest,
-    store: TemporalStore,
-    entity: Entity,
-    scope: list[str] | None,
-    owner: str | None,
-) -> bool:
-    """Clause 5.6.11 for an entity without current state: the instances that are not the
-    latest go to the history (`TemporalStore.upsert`, which also checks the type and creates
-    the tenant), then the entity is created from the latest ones, which records those in the
-    history (and fires subscriptions) as every create does. True if the temporal evolution
-    did not exist before."""
-    latest, rest = _latest_split(entity)
-    created = store.upsert(ld.tenant, rest)
-    types = entity.get("type") or _history_types(ld, store, entity["id"])
-    current: Entity = {"id": entity["id"], "type": types}
-    if scope is not None:
-        current["scope"] = scope
-    current.update(latest)
-    try:
-        ld.broker.create(ld.tenant, current, owner=owner)
-    except AlreadyExists:
-        # created by another request meanwhile: as for any existing entity, the latest
-        # instances are added to the history only
-        if latest:
-            store.add_attrs(ld.tenant, entity["id"], latest)
-    return created
-
-
-def _history_types(ld: LdRequest, store: TemporalStore, entity_id: str) -> list[str]:
-    """The type(s) the history knows an entity by (a POST without `type` of a known one)."""
-    page = store.retrieve(ld.tenant, entity_id, TemporalQuery(last_n=1))
-    types: list[str] = list(page.entities[0].get("type") or []) if page.entities else []
-    if not types:
-        raise BadData(
-            "新的时间演变实体需要 type / a new temporal entity needs a type", id=entity_id
-        )
-    return types
 
 
 @router.post(
@@ -824,10 +735,7 @@ def upsert_temporal(
     entity = _temporal_entity(payload, ld.ctx, fragment=False)
     scope = _scope(payload, entity["id"], ld.ctx)
     request.state.audit_target = entity["id"]
-    if _has_current(ld, entity["id"]):
-        created = store.upsert(ld.tenant, entity)
-    else:
-        created = _create_current(ld, store, entity, scope, principal.department_code)
+    created = store.upsert_current(ld.tenant, entity, scope, principal.department_code)
     if created:
         location = f"{PREFIX}/temporal/entities/{entity['id']}"
         return Response(status_code=201, headers=location_header(location))

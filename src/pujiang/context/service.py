@@ -67,6 +67,28 @@ class ContextBroker(ReadingsMixin, QueriesMixin):
 
         return self._commit(tenant, build)[0]
 
+    def create_unless_present(
+        self,
+        tenant: str,
+        entity_id: str,
+        prepare: Callable[[Session, bool], Entity | None],
+        owner: str | None = None,
+    ) -> Change | None:
+        """Create an entity unless it exists, in one transaction with what goes with it.
+
+        `prepare(session, exists)` runs first, with the entity's id locked for the
+        transaction: it writes its own rows in `session` (the temporal API's older instances)
+        and returns the entity to create, or None. Nothing is created when the entity
+        exists; the change of a create is returned."""
+
+        def build(session: Session) -> list[_Write]:
+            exists = bool(self._load(session, tenant, [entity_id]))
+            entity = prepare(session, exists)
+            return [] if exists or entity is None else [_created(entity, owner)]
+
+        made = self._commit(tenant, build)
+        return made[0] if made else None
+
     def replace(self, tenant: str, entity: Entity) -> Change:
         def build(session: Session) -> list[_Write]:
             pk, previous = self._load_one(session, tenant, entity["id"])

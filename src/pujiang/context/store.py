@@ -12,7 +12,18 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 import orjson
-from sqlalchemy import Connection, Table, column, delete, func, insert, select, table
+from sqlalchemy import (
+    Connection,
+    Table,
+    bindparam,
+    column,
+    delete,
+    event,
+    func,
+    select,
+    table,
+    text,
+)
 from sqlalchemy.orm import Session
 
 from pujiang.context.entity_form import (
@@ -40,7 +51,7 @@ from pujiang.context.models import (
 )
 from pujiang.context.writes import Change, _change, _stamp, _Write
 from pujiang.platform.bus import EventBus
-from pujiang.platform.db import Database, bulk_load, driver_cursor
+from pujiang.platform.db import Database, UtcDateTime, bulk_load, driver_cursor
 
 TOPIC_CHANGED = "context.entity.changed"
 BULK = 1000  # batches of this many entities write with a large page cache
@@ -101,6 +112,9 @@ _A = cast(Table, ContextAttr.__table__)
 _G = cast(Table, ContextGeo.__table__)
 _TEN = cast(Table, ContextTenant.__table__)
 
+_ADD_TENANT = text(
+    "INSERT INTO context_tenants (name, created_at) VALUES (:name, :at) ON CONFLICT DO NOTHING"
+).bindparams(bindparam("at", type_=UtcDateTime()))
 _LOAD_SQL = (
     "SELECT pk, entity_id, doc FROM context_entities WHERE tenant = {p} AND entity_id IN ({ids})"
 )
@@ -177,12 +191,18 @@ class BrokerStore:
             names = session.scalars(select(_TEN.c.name).order_by(_TEN.c.name)).all()
         return [DEFAULT_TENANT, *[n for n in names if n != DEFAULT_TENANT]]
 
-    def _ensure_tenant(self, session: Session, tenant: str) -> None:
+    def ensure_tenant(self, session: Session, tenant: str) -> None:
+        """Create the tenant in this transaction unless it exists (clause 4.14: on first
+        write). It is remembered once the transaction commits, not before: a write rolled
+        back must not leave a tenant known here that the database lacks."""
         if tenant in self._tenants:
             return
-        exists = session.execute(select(_TEN.c.name).where(_TEN.c.name == tenant)).first()
-        if not exists:
-            session.execute(insert(_TEN).values(name=tenant, created_at=datetime.now(UTC)))
+        # Two first writes of a tenant may meet on PostgreSQL: the second one's insert
+        # waits for the first and then does nothing.
+        session.execute(_ADD_TENANT, {"name": tenant, "at": datetime.now(UTC)})
+        event.listen(session, "after_commit", lambda _: self._remember_tenant(tenant), once=True)
+
+    def _remember_tenant(self, tenant: str) -> None:
         with self._lock:
             self._tenants.add(tenant)
 
@@ -230,7 +250,7 @@ class BrokerStore:
         """Write current state, index rows and history for these writes; return the changes
         (none built when `changes` is false and no bus is listening)."""
         at_db = self._time_param(_db_time(at))
-        self._ensure_tenant(session, tenant)
+        self.ensure_tenant(session, tenant)
         for write in writes:
             if write.entity is not None:
                 _stamp(write, at)
@@ -550,9 +570,9 @@ class BrokerStore:
     ) -> list[Change]:
         """Build and persist the writes in one transaction, then publish. With `changes` false
         (batch callers that ignore the result) the list is only built for the bus."""
-        at = now_iso()
         with self._write_session() as session, quiet_gc(not changes):
             writes = build(session)
+            at = now_iso()  # after build: later than any row `build` wrote itself
             if len(writes) >= BULK:
                 # Large batches: a page cache big enough for the index B-trees they touch.
                 with bulk_load(session):

@@ -30,7 +30,6 @@ from sqlalchemy import (
     and_,
     delete,
     func,
-    insert,
     or_,
     select,
     update,
@@ -45,7 +44,6 @@ from pujiang.context.jsonld import instance_value
 from pujiang.context.models import (
     ContextEntity,
     ContextEntityType,
-    ContextTenant,
     history_rows,
 )
 from pujiang.context.ngsild_q import QExpr, evaluate
@@ -90,7 +88,6 @@ CHUNK = 200
 _H = history_rows()
 _E = cast(Table, ContextEntity.__table__)
 _T = cast(Table, ContextEntityType.__table__)
-_TEN = cast(Table, ContextTenant.__table__)
 
 Entity = dict[str, Any]
 Instance = dict[str, Any]
@@ -939,26 +936,50 @@ class TemporalStore:
 
     # -- writes ----------------------------------------------------------------------------------
 
-    def _ensure_tenant(self, session: Session, tenant: str) -> None:
-        if self.broker.tenant_exists(tenant):
-            return
-        session.execute(insert(_TEN).values(name=tenant, created_at=datetime.now(UTC)))
-
     def upsert(self, tenant: str, entity: Entity) -> bool:
         """Create or add to an entity's temporal evolution (clause 5.6.11); True if created.
 
         `entity` is {"id", "type": [...], attr IRI: [instances over time]}."""
         with self.db.session() as session:
-            self._ensure_tenant(session, tenant)
-            known = self._types_of(session, tenant, [entity["id"]]).get(entity["id"])
-            types = entity.get("type") or known
-            if not types:
-                raise _bad(
-                    "新的时间演变实体需要 type / a new temporal entity needs a type",
-                    id=entity["id"],
-                )
-            self._insert(session, tenant, entity["id"], types[0], entity)
-        return known is None
+            return self._upsert(session, tenant, entity)[0]
+
+    def upsert_current(
+        self, tenant: str, entity: Entity, scope: list[str] | None, owner: str | None
+    ) -> bool:
+        """`upsert`, and for an entity with no current state, its creation there too (clause
+        5.6.11; docs/context.md "Temporal evolution"), in one transaction: the latest instance
+        of each attribute and datasetId becomes the current entity (whose create records it in
+        the history and fires subscriptions, as every create does), the others go to the
+        history. An entity that exists gets every instance in its history only."""
+        created = False
+
+        def prepare(session: Session, exists: bool) -> Entity | None:
+            nonlocal created
+            if exists:
+                created = self._upsert(session, tenant, entity)[0]
+                return None
+            latest, rest = latest_split(entity)
+            created, types = self._upsert(session, tenant, rest)
+            current: Entity = {"id": entity["id"], "type": types}
+            if scope is not None:
+                current["scope"] = scope
+            current.update(latest)
+            return current
+
+        self.broker.create_unless_present(tenant, entity["id"], prepare, owner)
+        return created
+
+    def _upsert(self, session: Session, tenant: str, entity: Entity) -> tuple[bool, list[str]]:
+        """(whether the evolution is new, the entity's types) after writing its instances."""
+        self.broker.ensure_tenant(session, tenant)
+        known = self._types_of(session, tenant, [entity["id"]]).get(entity["id"])
+        types = entity.get("type") or known
+        if not types:
+            raise _bad(
+                "新的时间演变实体需要 type / a new temporal entity needs a type", id=entity["id"]
+            )
+        self._insert(session, tenant, entity["id"], types[0], entity)
+        return known is None, list(types)
 
     def add_attrs(self, tenant: str, entity_id: str, fragment: Entity) -> None:
         """Add attribute instances to an existing temporal evolution (clause 5.6.12)."""
@@ -1258,3 +1279,43 @@ def _literal_prefix(pattern: str) -> str:
             break
         prefix.append(ch)
     return "".join(prefix)
+
+
+_NOT_CURRENT = ("instanceId", "createdAt", "modifiedAt", "deletedAt")
+
+
+def latest_split(entity: Entity) -> tuple[Entity, Entity]:
+    """(the current attributes, the rest) of an EntityTemporal: per attribute and datasetId the
+    instance with the latest `observedAt` (the last given among equals, or when none has one)
+    goes to the current entity, every other instance to the rest, each exactly once."""
+    latest: Entity = {}
+    rest: Entity = {"id": entity["id"], "type": entity.get("type") or []}
+    for name, instances in entity.items():
+        if name in ("id", "type"):
+            continue
+        best: dict[str, tuple[tuple[bool, Any, int], Instance]] = {}
+        for position, instance in enumerate(instances):
+            moment = parse_time(instance.get("observedAt"))
+            key = (moment is not None, moment, position)
+            dataset = str(instance.get("datasetId") or "")
+            held = best.get(dataset)
+            if held is None or _later(key, held[0]):
+                best[dataset] = (key, instance)
+        chosen = {id(instance) for _, instance in best.values()}
+        latest[name] = [
+            {k: v for k, v in instance.items() if k not in _NOT_CURRENT}
+            for _, instance in best.values()
+        ]
+        others = [i for i in instances if id(i) not in chosen]
+        if others:
+            rest[name] = others
+    return latest, rest
+
+
+def _later(key: tuple[bool, Any, int], than: tuple[bool, Any, int]) -> bool:
+    """Whether an instance keyed (has observedAt, observedAt, position) is the newer one."""
+    if key[0] != than[0]:
+        return key[0]
+    if key[0] and key[1] != than[1]:
+        return bool(key[1] > than[1])
+    return key[2] > than[2]
