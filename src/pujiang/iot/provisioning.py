@@ -29,7 +29,7 @@ from pujiang.iot.schemas import (
     check_transport,
 )
 from pujiang.iot.service import ingestor_of
-from pujiang.platform.db import utcnow
+from pujiang.platform.db import lock_for_write, utcnow
 from pujiang.platform.deps import AppContext
 from pujiang.platform.errors import Problem
 from pujiang.platform.i18n import register
@@ -151,10 +151,21 @@ def service_out(group: IotService) -> dict[str, Any]:
     }
 
 
-def _group(session: Session, tenant: str, apikey: str, resource: str | None = None) -> IotService:
-    group = session.scalars(
-        select(IotService).where(IotService.tenant == tenant, IotService.apikey == apikey)
-    ).one_or_none()
+def _group(
+    session: Session,
+    tenant: str,
+    apikey: str,
+    resource: str | None = None,
+    *,
+    for_update: bool = False,
+) -> IotService:
+    """The tenant's group of that apikey, else 404; `for_update` when the transaction's
+    writes depend on what it reads (an update's list check, a delete's device count)."""
+    query = select(IotService).where(IotService.tenant == tenant, IotService.apikey == apikey)
+    if for_update:
+        lock_for_write(session)
+        query = query.with_for_update()
+    group = session.scalars(query).one_or_none()
     if group is None or (resource is not None and group.resource != resource):
         raise _no_group(apikey)
     return group
@@ -250,7 +261,7 @@ def update_service(
         )
     given = patch.model_fields_set - {"apikey"}
     with context.db.session() as session:
-        group = _group(session, tenant, apikey, resource)
+        group = _group(session, tenant, apikey, resource, for_update=True)
         _patch_group(group, patch, given)
         group.modified_at = utcnow()
         reply = service_out(group)
@@ -281,7 +292,7 @@ def delete_service(
     """Remove a group; its devices too when `with_devices`, else 409 while it has any.
     Returns how many devices were removed. Their entities stay in the broker."""
     with context.db.session() as session:
-        group = _group(session, tenant, apikey, resource)
+        group = _group(session, tenant, apikey, resource, for_update=True)
         in_group = (IotDevice.tenant == tenant) & (IotDevice.apikey == apikey)
         devices = session.scalar(select(func.count()).select_from(IotDevice).where(in_group)) or 0
         if devices and not with_devices:
@@ -350,12 +361,11 @@ def create_devices(
             )
     try:
         with context.db.session() as session:
-            groups = {
-                g.apikey: g
-                for g in session.scalars(
-                    select(IotService).where(IotService.tenant == tenancy.tenant)
-                )
-            }
+            # The groups are read for share: a concurrent delete of one waits for these devices
+            # (and then refuses, as it has devices) or goes first (and they are refused).
+            lock_for_write(session)
+            in_tenant = select(IotService).where(IotService.tenant == tenancy.tenant)
+            groups = {g.apikey: g for g in session.scalars(in_tenant.with_for_update(read=True))}
             taken = set(
                 session.scalars(
                     select(IotDevice.device_id).where(
@@ -418,10 +428,14 @@ def _new_device(tenancy: Tenancy, group: IotService, doc: DeviceIn) -> IotDevice
     )
 
 
-def _device(session: Session, tenant: str, device_id: str) -> IotDevice:
-    device = session.scalars(
-        select(IotDevice).where(IotDevice.tenant == tenant, IotDevice.device_id == device_id)
-    ).first()
+def _device(
+    session: Session, tenant: str, device_id: str, *, for_update: bool = False
+) -> IotDevice:
+    query = select(IotDevice).where(IotDevice.tenant == tenant, IotDevice.device_id == device_id)
+    if for_update:
+        lock_for_write(session)
+        query = query.with_for_update()
+    device = session.scalars(query).first()
     if device is None:
         raise _no_device(device_id)
     return device
@@ -475,7 +489,7 @@ def update_device(
     """Change the fields given; lists are replaced whole; id, group and protocol stay."""
     flush_counters(context)
     with context.db.session() as session:
-        device = _device(session, tenant, device_id)
+        device = _device(session, tenant, device_id, for_update=True)
         for name in _FIXED:
             value = getattr(patch, name)
             if value is not None and value != getattr(device, name):
@@ -524,7 +538,7 @@ def _check_lists(row: IotService | IotDevice) -> None:
 def delete_device(context: AppContext, tenant: str, device_id: str) -> None:
     """Remove a device and its commands; its entity and history stay in the broker."""
     with context.db.session() as session:
-        session.delete(_device(session, tenant, device_id))
+        session.delete(_device(session, tenant, device_id, for_update=True))
     _changed(context)
 
 
