@@ -109,7 +109,7 @@ class AppStatus:
 
 
 def open_resource(session: Session, principal: CurrentPrincipal, name: str) -> PublishOut:
-    resource = get_resource(session, name)
+    resource = get_resource(session, name, for_update=True)
     ensure_provider(principal, resource)
     if resource.open_type == OpenType.NONE:
         raise Problem.of(409, "conflict", "opendata.not_open", name=name)
@@ -130,7 +130,7 @@ def open_resource(session: Session, principal: CurrentPrincipal, name: str) -> P
 
 
 def close_resource(session: Session, principal: CurrentPrincipal, name: str) -> CatalogResource:
-    resource = get_resource(session, name)
+    resource = get_resource(session, name, for_update=True)
     ensure_provider(principal, resource)
     if resource.opened_at is None or resource.published_id is None:
         raise Problem.of(409, "conflict", "opendata.not_opened", name=name)

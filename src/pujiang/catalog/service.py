@@ -34,7 +34,7 @@ from pujiang.catalog.schemas import (
 from pujiang.catalog.views import get_view, view_names
 from pujiang.catalog.vocab import CYCLE_PERIOD, UpdateCycle
 from pujiang.platform import identity
-from pujiang.platform.db import utcnow
+from pujiang.platform.db import lock_for_write, utcnow
 from pujiang.platform.errors import Problem
 from pujiang.platform.i18n import register, translate
 from pujiang.platform.roles import ALL_DEPARTMENTS
@@ -111,10 +111,14 @@ def query_problem(exc: QueryError) -> Problem:
 # -- resources ----------------------------------------------------------------------------------
 
 
-def get_resource(session: Session, name: str) -> CatalogResource:
-    resource = session.scalars(
-        select(CatalogResource).where(CatalogResource.name == name)
-    ).one_or_none()
+def get_resource(session: Session, name: str, *, for_update: bool = False) -> CatalogResource:
+    """The resource of that name, else 404; `for_update` when this transaction's writes
+    depend on what it reads (row counts, the items lock, opening and closing)."""
+    query = select(CatalogResource).where(CatalogResource.name == name)
+    if for_update:
+        lock_for_write(session)
+        query = query.with_for_update().execution_options(populate_existing=True)
+    resource = session.scalars(query).one_or_none()
     if resource is None:
         raise Problem.of(404, "not-found", "catalog.not_found", name=name)
     return resource
@@ -216,7 +220,7 @@ def create_resource(
 def update_resource(
     session: Session, principal: CurrentPrincipal, name: str, body: ResourceIn
 ) -> CatalogResource:
-    resource = get_resource(session, name)
+    resource = get_resource(session, name, for_update=True)
     ensure_provider(principal, resource)
     department_id = _provider_department(session, principal, body.department_code)
     _check_references(session, body, resource)
@@ -313,7 +317,7 @@ def upload(
 
     Returns the report and whether anything was stored.
     """
-    resource = get_resource(session, name)
+    resource = get_resource(session, name, for_update=True)
     ensure_provider(principal, resource)
     if resource.live_view:
         raise Problem.of(409, "conflict", "catalog.live_no_upload", name=name)

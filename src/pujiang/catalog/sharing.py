@@ -32,7 +32,7 @@ from pujiang.catalog.service import (
 )
 from pujiang.catalog.vocab import Masking, ShareType
 from pujiang.platform import chain, identity
-from pujiang.platform.db import Database, utcnow
+from pujiang.platform.db import Database, lock_for_write, utcnow
 from pujiang.platform.errors import Problem
 from pujiang.platform.i18n import register
 from pujiang.platform.roles import ALL_DEPARTMENTS, AUDIT_READ
@@ -229,17 +229,22 @@ def create_request(
     return request
 
 
-def get_request(session: Session, request_id: int) -> ShareRequest:
-    request = session.get(ShareRequest, request_id)
+def get_request(session: Session, request_id: int, *, for_update: bool = False) -> ShareRequest:
+    """The request, else 404; `for_update` for a decision, which depends on its status."""
+    if for_update:
+        lock_for_write(session)
+    request = session.get(
+        ShareRequest, request_id, with_for_update=for_update, populate_existing=for_update
+    )
     if request is None:
         raise Problem.of(404, "not-found", "sharing.request_unknown", id=request_id)
     return request
 
 
 def _visible_request(
-    session: Session, principal: CurrentPrincipal, request_id: int
+    session: Session, principal: CurrentPrincipal, request_id: int, *, for_update: bool = False
 ) -> ShareRequest:
-    request = get_request(session, request_id)
+    request = get_request(session, request_id, for_update=for_update)
     if principal.can(ALL_DEPARTMENTS) or principal.department_id in (
         request.consumer_department_id,
         request.resource.department_id,
@@ -249,7 +254,7 @@ def _visible_request(
 
 
 def _decidable(session: Session, principal: CurrentPrincipal, request_id: int) -> ShareRequest:
-    request = _visible_request(session, principal, request_id)
+    request = _visible_request(session, principal, request_id, for_update=True)
     if not is_provider(principal, request.resource):
         raise Problem.of(
             403,
@@ -295,7 +300,7 @@ def refuse(
 
 
 def revoke(session: Session, principal: CurrentPrincipal, request_id: int) -> ShareRequest:
-    request = _visible_request(session, principal, request_id)
+    request = _visible_request(session, principal, request_id, for_update=True)
     if not is_provider(principal, request.resource):
         raise Problem.of(
             403,
