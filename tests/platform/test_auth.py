@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 from fastapi.testclient import TestClient
 from sqlalchemy import update
@@ -236,3 +238,34 @@ def test_client_credentials_with_wrong_secret(
     )
     assert reply.status_code == 401
     assert reply.json()["error"] == "invalid_client"
+
+
+def test_wrong_passwords_sent_in_parallel_each_count(
+    client: TestClient, context: AppContext, make_user: Callable[..., str]
+) -> None:
+    """Guesses sent at once must not overwrite each other's failure count: every refused
+    password counts towards the lockout."""
+    make_user("alice", "handler")
+    clients = [client, *(TestClient(client.app) for _ in range(3))]
+    for _ in range(4):
+        with context.db.session() as session:
+            session.execute(
+                update(Principal)
+                .where(Principal.username == "alice")
+                .values(failed_logins=0, last_failed_login_at=None)
+            )
+        start = threading.Barrier(len(clients))
+        statuses: list[int] = []
+
+        def guess(http: TestClient, start: Any, statuses: list[int]) -> None:
+            start.wait()
+            statuses.append(_login(http, "alice", "wrong-password-x").status_code)
+
+        threads = [threading.Thread(target=guess, args=(c, start, statuses)) for c in clients]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        with context.db.session() as session:
+            failures = session.query(Principal).filter_by(username="alice").one().failed_logins
+        assert failures == statuses.count(401), statuses

@@ -379,9 +379,15 @@ def _throttle(principal: Principal, settings: Settings, now: datetime) -> Proble
     return None
 
 
-def _record_failure(principal: Principal, settings: Settings, now: datetime) -> Problem:
-    principal.failed_logins += 1
+def _record_failure(
+    session: Session, principal: Principal, settings: Settings, now: datetime
+) -> Problem:
+    # Counted by the database, not from the value read: guesses sent in parallel must each
+    # count towards the lockout, not overwrite each other's count.
+    principal.failed_logins = Principal.failed_logins + 1
     principal.last_failed_login_at = now
+    session.flush()
+    session.refresh(principal, ["failed_logins"])
     if principal.failed_logins >= settings.login_lock_after:
         principal.locked_until = now + timedelta(minutes=settings.login_lock_minutes)
         return _throttle(principal, settings, now) or Problem.of(
@@ -418,7 +424,7 @@ def login_with_password(
         _security_event(session, principal, username, "auth.login", request_id, reason=blocked.slug)
         return None, blocked
     if not context.passwords.verify(principal.password_hash, password):
-        problem = _record_failure(principal, context.settings, now)
+        problem = _record_failure(session, principal, context.settings, now)
         _security_event(
             session,
             principal,
