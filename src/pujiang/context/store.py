@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import gc
+import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -24,6 +25,7 @@ from sqlalchemy import (
     table,
     text,
 )
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from pujiang.context.entity_form import (
@@ -52,6 +54,8 @@ from pujiang.context.models import (
 from pujiang.context.writes import Change, _change, _stamp, _Write
 from pujiang.platform.bus import EventBus
 from pujiang.platform.db import Database, UtcDateTime, bulk_load, driver_cursor
+
+log = logging.getLogger(__name__)
 
 TOPIC_CHANGED = "context.entity.changed"
 BULK = 1000  # batches of this many entities write with a large page cache
@@ -128,6 +132,39 @@ _LOCK_IDS_SQL = (
 )
 
 
+# PostgreSQL plans from table statistics, which fresh tables lack until autovacuum's next round
+# (a minute or more later): right after a bulk load, a type+q query on 10,000 entities ran a
+# nested loop over every attribute row (3.4 s; 12 ms once analyzed).
+_ANALYZED = (
+    "context_entities",
+    "context_entity_types",
+    "context_attrs",
+    "context_geo",
+    "context_series",
+    "context_history",
+)
+
+
+class _AnalyzeSchedule:
+    """When bulk writes call for `ANALYZE`: once the entities written since the last one reach
+    the number written before it (and at least `BULK`), so a load of n entities analyzes
+    about log2(n / BULK) times; autovacuum keeps the statistics up to date after that."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._before = 0
+        self._since = 0
+
+    def due(self, written: int) -> bool:
+        with self._lock:
+            self._since += written
+            if self._since < max(BULK, self._before):
+                return False
+            self._before += self._since
+            self._since = 0
+            return True
+
+
 class BrokerStore:
     """One database's broker tables: sessions, tenants, loading and persisting writes; the
     base of `ContextBroker`, whose operations live in `service.py`, `readings.py` and
@@ -141,6 +178,7 @@ class BrokerStore:
         self._tenants: set[str] = {DEFAULT_TENANT}
         self._lock = threading.Lock()
         self._spatial_ready = False
+        self._analyze = _AnalyzeSchedule()
 
     # -- infrastructure ------------------------------------------------------------------------
 
@@ -580,4 +618,15 @@ class BrokerStore:
             else:
                 made = self._persist(session, tenant, writes, at, changes=changes) if writes else []
         self._publish(made)
+        if self.postgres and len(writes) >= BULK and self._analyze.due(len(writes)):
+            self._analyze_tables()
         return made
+
+    def _analyze_tables(self) -> None:
+        """Refresh the planner's statistics; the write has committed, so a failure here is
+        logged, not raised (autovacuum will analyze later)."""
+        try:
+            with self.db.engine.begin() as connection:
+                connection.exec_driver_sql(f"ANALYZE {', '.join(_ANALYZED)}")
+        except SQLAlchemyError:
+            log.warning("ANALYZE after a bulk write failed", exc_info=True)
