@@ -117,7 +117,8 @@ def get_resource(session: Session, name: str, *, for_update: bool = False) -> Ca
     query = select(CatalogResource).where(CatalogResource.name == name)
     if for_update:
         lock_for_write(session)
-        query = query.with_for_update().execution_options(populate_existing=True)
+        # OF: the resource's row only (its department comes along in an outer join)
+        query = query.with_for_update(of=CatalogResource).execution_options(populate_existing=True)
     resource = session.scalars(query).one_or_none()
     if resource is None:
         raise Problem.of(404, "not-found", "catalog.not_found", name=name)

@@ -234,7 +234,10 @@ def get_request(session: Session, request_id: int, *, for_update: bool = False) 
     if for_update:
         lock_for_write(session)
     request = session.get(
-        ShareRequest, request_id, with_for_update=for_update, populate_existing=for_update
+        ShareRequest,
+        request_id,
+        with_for_update={"of": ShareRequest} if for_update else None,  # not the joined rows
+        populate_existing=for_update,
     )
     if request is None:
         raise Problem.of(404, "not-found", "sharing.request_unknown", id=request_id)
