@@ -61,6 +61,10 @@ class Settings(BaseSettings):
     # NGSI-LD temporal API: the most instances of one attribute in one reply (clause 6.3.10);
     # beyond it the reply is 206 Partial Content with a Content-Range to page on from.
     context_temporal_page_size: int = Field(default=1000, ge=1, le=100_000)
+    # NGSI-LD: remote @context URLs downloaded on first use (docs/context.md "Content
+    # negotiation"): host names separated by commas, `*` for any public host; empty: none.
+    context_fetch_hosts: str = ""
+    context_fetch_timeout: float = Field(default=5.0, gt=0, le=60)
 
     mqtt_url: str | None = None
     # Device ingest (docs/iot.md): the MQTT consumer's client id (its persistent session) and,

@@ -268,7 +268,7 @@ def test_delete_contexts(client: TestClient, writer: H, reader: H) -> None:
 
 def test_delete_and_reload_cached_copies(client: TestClient, writer: H, reader: H) -> None:
     add(client, writer, USER, url=REMOTE)
-    # No network: the copy cannot be downloaded again, and it is kept (clause 5.13.5.4).
+    # No host to fetch from (the default): not downloaded again, and kept (clause 5.13.5.4).
     reply = client.delete(f"{CONTEXTS}/{enc(REMOTE)}", params={"reload": "true"}, headers=writer)
     problem(reply, "LdContextNotAvailable", 504)
     assert details(client, reader, REMOTE)["kind"] == "Cached"

@@ -53,11 +53,13 @@ FLUSH_SECONDS = 30.0  # ... or seconds since the last hand-over, whichever comes
 
 
 class ContextNotAvailable(Exception):
-    """A referenced @context URL cannot be resolved (not stored, and no network is used)."""
+    """A referenced @context URL cannot be resolved: not stored, and not fetched (`reason`
+    says why when a download was refused or failed)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, reason: str | None = None) -> None:
         super().__init__(url)
         self.url = url
+        self.reason = reason
 
 
 class InvalidContext(ValueError):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import time
 from collections.abc import Callable, Collection, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,6 +24,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader, OAuth2PasswordBearer
 from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
 from starlette.responses import Response
 from starlette.routing import Match
 from starlette.types import Scope
@@ -50,6 +52,7 @@ from pujiang.context.jsonld import (
     expand_instance,
     is_uri,
 )
+from pujiang.context.jsonld_fetch import ContextFetchError, FetchPolicy, fetch_context
 from pujiang.context.models import ContextJsonld
 from pujiang.context.ngsild_projection import Projection
 from pujiang.context.queries import MAX_LIMIT
@@ -140,11 +143,18 @@ def _as_problem(exc: Exception) -> Response | None:
     if isinstance(exc, NgsiLdError):
         return problem_response(exc.kind, exc.message, exc.status)
     if isinstance(exc, ContextNotAvailable):
+        if exc.reason:
+            return problem_response(
+                "LdContextNotAvailable",
+                f"无法取得 @context {exc.url} / the @context {exc.url} cannot be retrieved: "
+                f"{exc.reason}",
+            )
         return problem_response(
             "LdContextNotAvailable",
-            f"无法取得 @context {exc.url}：本代理不访问外网，请先经 /jsonldContexts 存入 / the "
-            f"@context {exc.url} cannot be retrieved: this broker does not fetch remote URLs; "
-            "store it first with POST /ngsi-ld/v1/jsonldContexts",
+            f"无法取得 @context {exc.url}：未存入，且未允许从其主机下载，请先经 /jsonldContexts "
+            f"存入 / the @context {exc.url} cannot be retrieved: it is not stored and its host "
+            "is not one to fetch from (setting context_fetch_hosts); store it first with POST "
+            "/ngsi-ld/v1/jsonldContexts",
         )
     if isinstance(exc, InvalidContext):
         return problem_response("BadRequestData", f"@context 无效 / invalid @context: {exc}")
@@ -344,15 +354,66 @@ def _stored_row(session: Any, url: str) -> Any:
 
 
 def _stored_resolver(context: AppContext) -> Callable[[str], Any]:
+    """Stored @contexts by URL; an unknown URL is downloaded and stored as Cached when the
+    settings allow its host (`jsonld_fetch`), else it is not available."""
+
+    failed: dict[str, tuple[float, str]] = {}  # url -> (when, why): not retried for a while
+
     def resolve(url: str) -> Any:
         with context.db.session() as session:
             row = _stored_row(session, url)
-        if row is None:
+        if row is not None:
+            document = orjson.loads(row[1])
+            return document.get("@context") if isinstance(document, dict) else document
+        policy = _fetch_policy(context)
+        if not policy.enabled:
             return None
-        document = orjson.loads(row[1])
-        return document.get("@context") if isinstance(document, dict) else document
+        last = failed.get(url)
+        if last is not None and time.monotonic() - last[0] < FETCH_RETRY_SECONDS:
+            raise ContextNotAvailable(url, last[1])
+        try:
+            value = fetch_context(url, policy)
+        except ContextFetchError as exc:
+            if len(failed) > 1000:
+                failed.clear()
+            failed[url] = (time.monotonic(), str(exc))
+            raise ContextNotAvailable(url, str(exc)) from None
+        failed.pop(url, None)
+        _store_download(context, url, value)
+        return value
 
     return resolve
+
+
+# A remote @context that could not be downloaded is not tried again for this long: every
+# request naming it would otherwise wait for the same timeout.
+FETCH_RETRY_SECONDS = 60
+
+
+def _fetch_policy(context: AppContext) -> FetchPolicy:
+    settings = context.settings
+    return FetchPolicy.from_setting(settings.context_fetch_hosts, settings.context_fetch_timeout)
+
+
+def _store_download(context: AppContext, url: str, value: Any) -> None:
+    """Keep a downloaded @context as the Cached entry of its URL (unless a request that
+    fetched it at the same moment stored it first)."""
+    body = orjson.dumps({"@context": value}).decode()
+    try:
+        with context.db.session() as session:
+            session.add(
+                ContextJsonld(
+                    id=secrets.token_hex(12),
+                    tenant="",
+                    url=url,
+                    kind="Cached",
+                    body=body,
+                    created_at=datetime.now(UTC),
+                    hits=0,
+                )
+            )
+    except IntegrityError:
+        pass  # stored by the other request
 
 
 def _record_uses(context: AppContext) -> Callable[[dict[str, tuple[int, datetime]]], None]:
@@ -1930,6 +1991,38 @@ def delete_context_without_id(_: Writer) -> Response:
     raise BadData("缺少 @context 标识 / the @context identifier is missing")
 
 
+def _reload(context: AppContext, entry: StoredContext) -> None:
+    """Download a Cached @context again and replace the stored copy; the copy stays when
+    its host may not be fetched from or the download fails (504)."""
+    policy = _fetch_policy(context)
+    if not policy.enabled:
+        raise NgsiLdError(
+            "LdContextNotAvailable",
+            f"无法重新下载 @context {entry.url}：未允许从其主机下载（context_fetch_hosts），原副本"
+            f"保留；可经 POST /jsonldContexts?url= 存入新副本 / the @context {entry.url} cannot "
+            "be downloaded again: its host is not one to fetch from (setting "
+            "context_fetch_hosts); the stored copy is kept (store a new one with POST "
+            "/ngsi-ld/v1/jsonldContexts?url=)",
+            504,
+        )
+    try:
+        value = fetch_context(entry.url, policy)
+    except ContextFetchError as exc:
+        raise NgsiLdError(
+            "LdContextNotAvailable",
+            f"无法重新下载 @context {entry.url}，原副本保留 / the @context {entry.url} could not "
+            f"be downloaded again, the stored copy is kept: {exc}",
+            504,
+        ) from None
+    with context.db.session() as session:
+        session.execute(
+            update(ContextJsonld)
+            .where(ContextJsonld.id == entry.local_id)
+            .values(body=orjson.dumps({"@context": value}).decode())
+        )
+    processor_of(context).clear()
+
+
 @router.delete("/jsonldContexts/{context_id}", status_code=204, summary="删除 @context / delete")
 def delete_context(context_id: str, context: Context, _: Writer, reload: bool = False) -> Response:
     """Delete and reload @context (clause 5.13.5). `reload=true` is for Cached entries only:
@@ -1948,14 +2041,8 @@ def delete_context(context_id: str, context: Context, _: Writer, reload: bool = 
         if entry.is_core:
             processor_of(context).reload_core()
             return no_content()
-        raise NgsiLdError(
-            "LdContextNotAvailable",
-            f"无法重新下载 @context {entry.url}：本代理不访问外网，原副本保留；可经 POST "
-            f"/jsonldContexts?url= 存入新副本 / the @context {entry.url} cannot be downloaded "
-            "again: this broker does not fetch remote URLs; the stored copy is kept (store a new "
-            "one with POST /ngsi-ld/v1/jsonldContexts?url=)",
-            504,
-        )
+        _reload(context, entry)
+        return no_content()
     if entry.is_core:
         raise BadData(
             "核心 @context 始终有效，不能删除 / the core @context is always in force and cannot "
