@@ -111,10 +111,13 @@ def test_deleting_a_temporal_evolution_keeps_later_writes_visible(context: AppCo
     broker.record("", [_reading(3, 30.0, 1)])
     store.delete_entity("", "urn:ngsi-ld:AirQualityObserved:h3")
     assert _rows(context, "urn:ngsi-ld:AirQualityObserved:h3") == []
-    broker.record("", [_reading(3, 31.0, 2)])
+    # the device reports again: its entity is made anew from the seed, through cached ids
+    reading = _reading(3, 31.0, 2)
+    reading.seed = _entity(3)
+    assert broker.record("", [reading]) == ["stored"]
     page = store.retrieve("", "urn:ngsi-ld:AirQualityObserved:h3", parse_temporal_query())
     values = [i["value"] for e in page.entities for i in e.get(PM25, [])]
-    assert values == [31.0]
+    assert values == [10.0, 31.0]
 
 
 # -- the migration ---------------------------------------------------------------------------

@@ -617,9 +617,10 @@ def test_add_delete_and_modify(client: TestClient, writer: dict[str, str]) -> No
     )
     entity = client.get(f"{TEMPORAL}/{stop}", headers=writer).json()
     assert "shelter" not in entity
-    # delete the whole evolution
+    # delete the whole evolution: the entity is gone from both views
     assert client.delete(f"{TEMPORAL}/{stop}", headers=writer).status_code == 204
     problem(client.get(f"{TEMPORAL}/{stop}", headers=writer), "ResourceNotFound", 404)
+    problem(client.get(f"{BASE}/entities/{stop}", headers=writer), "ResourceNotFound", 404)
     problem(client.delete(f"{TEMPORAL}/{stop}", headers=writer), "ResourceNotFound", 404)
 
 

@@ -205,6 +205,21 @@ def test_history_without_current_state(client: TestClient, writer: H) -> None:
     assert series(history(client, writer), "waiting") == [(1, None), (2, None), (3, None)]
 
 
+def test_a_deleted_evolution_can_be_created_again(client: TestClient, writer: H) -> None:
+    """`DELETE /temporal/entities/{id}` removes the entity from both views, so the same POST
+    creates it again (201), with no instance of the first life left in its history."""
+    body = bus_stop(waiting=[reading(1, 0), reading(2, 1)])
+    assert client.post(TEMPORAL, json=body, headers=writer).status_code == 201
+    assert client.delete(f"{TEMPORAL}/{STOP}", headers=writer).status_code == 204
+    problem(client.get(f"{ENTITIES}/{STOP}", headers=writer), "ResourceNotFound", 404)
+    found = client.get(ENTITIES, params={"type": "BusStop"}, headers=writer).json()
+    assert found == []
+    again = bus_stop(waiting=[reading(7, 5)])
+    assert client.post(TEMPORAL, json=again, headers=writer).status_code == 201
+    assert current(client, writer)["waiting"]["value"] == 7
+    assert series(history(client, writer), "waiting") == [(7, None)]
+
+
 def test_delete_attribute_of_an_entity_made_through_the_temporal_api(
     client: TestClient, writer: H
 ) -> None:

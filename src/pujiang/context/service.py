@@ -89,6 +89,26 @@ class ContextBroker(ReadingsMixin, QueriesMixin):
         made = self._commit(tenant, build)
         return made[0] if made else None
 
+    def delete_with_history(
+        self, tenant: str, entity_id: str, purge: Callable[[Session], int]
+    ) -> bool:
+        """Delete an entity, if it exists, and with `purge(session)` its history, in one
+        transaction (the temporal API's DELETE: the entity is gone from both views). The
+        deletion is published as any delete is. False if there was neither an entity nor
+        history (`purge` returns how many history rows it removed)."""
+        purged = 0
+
+        def build(session: Session) -> list[_Write]:
+            found = self._load(session, tenant, [entity_id]).get(entity_id)
+            return [] if found is None else [_deleted(*found)]
+
+        def then(session: Session) -> None:
+            nonlocal purged
+            purged = purge(session)
+
+        made = self._commit(tenant, build, then=then)
+        return bool(made) or purged > 0
+
     def replace(self, tenant: str, entity: Entity) -> Change:
         def build(session: Session) -> list[_Write]:
             pk, previous = self._load_one(session, tenant, entity["id"])

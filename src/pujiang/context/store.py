@@ -604,10 +604,16 @@ class BrokerStore:
             )
 
     def _commit(
-        self, tenant: str, build: Callable[[Session], list[_Write]], *, changes: bool = True
+        self,
+        tenant: str,
+        build: Callable[[Session], list[_Write]],
+        *,
+        changes: bool = True,
+        then: Callable[[Session], None] | None = None,
     ) -> list[Change]:
         """Build and persist the writes in one transaction, then publish. With `changes` false
-        (batch callers that ignore the result) the list is only built for the bus."""
+        (batch callers that ignore the result) the list is only built for the bus. `then`
+        writes more in the same transaction after the writes are persisted."""
         with self._write_session() as session, quiet_gc(not changes):
             writes = build(session)
             at = now_iso()  # after build: later than any row `build` wrote itself
@@ -617,6 +623,8 @@ class BrokerStore:
                     made = self._persist(session, tenant, writes, at, changes=changes)
             else:
                 made = self._persist(session, tenant, writes, at, changes=changes) if writes else []
+            if then is not None:
+                then(session)
         self._publish(made)
         if self.postgres and len(writes) >= BULK and self._analyze.due(len(writes)):
             self._analyze_tables()

@@ -1034,14 +1034,20 @@ class TemporalStore:
         }
 
     def delete_entity(self, tenant: str, entity_id: str) -> None:
-        """Delete an entity's whole temporal evolution (clause 5.6.16)."""
+        """Delete an entity's temporal evolution (clause 5.6.16), and with it the entity's
+        current state, in one transaction: the temporal representation is the entity's
+        whole life, so afterwards the entity exists in neither view (as `POST` of a new one
+        creates both)."""
         self.broker.require_tenant(tenant)
-        with self.db.session() as session:
-            if not delete_rows(session, series_of(tenant, entity_id)):
-                raise NotFound(
-                    f"实体 {entity_id} 没有时间演变 / entity {entity_id} has no temporal evolution",
-                    id=entity_id,
-                )
+
+        def purge(session: Session) -> int:
+            return delete_rows(session, series_of(tenant, entity_id))
+
+        if not self.broker.delete_with_history(tenant, entity_id, purge):
+            raise NotFound(
+                f"实体 {entity_id} 没有时间演变 / entity {entity_id} has no temporal evolution",
+                id=entity_id,
+            )
 
     def delete_attr(
         self,
