@@ -409,6 +409,19 @@ def test_query_errors(client: TestClient, history: dict[str, str]) -> None:
     problem(reply, "InvalidRequest", 400)  # an options value the operation lacks (6.3.20)
     reply = client.get(f"{TEMPORAL}/{STATION}", headers={**history, "NGSILD-Tenant": "nowhere"})
     problem(reply, "NonexistentTenant", 404)
+    # as for GET /entities (clause 5.7.2): ids alone are not a query; local=true is enough
+    reply = client.get(f"{TEMPORAL}?id={STATION}&timerel=after&timeAt={at(0)}", headers=history)
+    assert "local=true" in problem(reply, "BadRequestData", 400)["detail"]
+    reply = client.get(f"{TEMPORAL}?local=true&timerel=after&timeAt={at(0)}", headers=history)
+    assert [e["id"] for e in reply.json()] == [STATION]
+    # attributes the entity never had: not found (clause 5.7.1); outside the window: empty
+    reply = client.get(f"{TEMPORAL}/{STATION}?attrs=noSuchThing", headers=history)
+    assert "none of the requested" in problem(reply, "ResourceNotFound", 404)["detail"]
+    reply = client.get(
+        f"{TEMPORAL}/{STATION}?attrs=pm25&timerel=before&timeAt=2000-01-01T00:00:00Z",
+        headers=history,
+    )
+    assert reply.status_code == 200, reply.text
 
 
 def test_permissions(client: TestClient, history: dict[str, str], reader: dict[str, str]) -> None:

@@ -395,3 +395,29 @@ def test_subscription_list_pages_with_links(api: TestClient, auth: H) -> None:
     # JSON-LD replies carry the paging links alone
     jsonld = api.get(SUBS, params={"limit": 2}, headers={**auth, "Accept": "application/ld+json"})
     assert set(_links(jsonld)) == {"next"}
+    # the route's own path, typed with the reply's media type, whatever slash the request had
+    slashed = api.get(
+        f"{SUBS}/",
+        params={"limit": 2, "offset": 2},
+        headers={**auth, "Accept": "application/ld+json"},
+    )
+    header = slashed.headers["Link"]
+    assert f'<{SUBS}?limit=2&offset=0>; rel="prev"; type="application/ld+json"' in header
+    assert f'<{SUBS}?limit=2&offset=4>; rel="next"; type="application/ld+json"' in header
+
+
+def test_subscription_routes_refuse_unknown_parameters(api: TestClient, auth: H) -> None:
+    doc = subscription("http://127.0.0.1:9/notify", id="urn:ngsi-ld:Subscription:p1")
+    assert api.post(SUBS, json=doc, headers=auth).status_code == 201
+    for reply in (
+        api.get(SUBS, params={"invalidParam": "x"}, headers=auth),
+        api.get(f"{SUBS}/{doc['id']}", params={"limt": "1"}, headers=auth),
+        api.post(
+            SUBS, params={"x": "1"}, json={**doc, "id": "urn:ngsi-ld:Subscription:p2"}, headers=auth
+        ),
+        api.delete(f"{SUBS}/{doc['id']}", params={"force": "true"}, headers=auth),
+    ):
+        detail = problem(reply, "InvalidRequest", 400)["detail"]
+        assert "not defined for this operation" in detail
+    assert api.get(SUBS, params={"local": "true"}, headers=auth).status_code == 200
+    assert api.get(f"{SUBS}/{doc['id']}", headers=auth).status_code == 200  # nothing deleted

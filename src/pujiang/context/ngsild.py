@@ -1077,17 +1077,23 @@ def parse_geo(
         raise BadData(f"地理查询无效：{exc} / invalid geo-query: {exc}") from exc
 
 
-def _page_links(request: Request, offset: int, limit: int, has_next: bool) -> str | None:
+def _page_links(
+    request: Request, offset: int, limit: int, has_next: bool, media_type: str | None = None
+) -> str | None:
+    """The `Link` header of a page (clause 6.3.10): `prev` and `next` on the route's own path
+    (without a trailing slash the request may have had), typed with the reply's media type."""
     links = []
     params = dict(request.query_params)
+    path = request.url.path.rstrip("/") or "/"
+    kind = f'; type="{media_type}"' if media_type else ""
 
     def url(new_offset: int) -> str:
-        return f"{request.url.path}?{urlencode({**params, 'offset': new_offset, 'limit': limit})}"
+        return f"{path}?{urlencode({**params, 'offset': new_offset, 'limit': limit})}"
 
     if offset > 0 and limit > 0:
-        links.append(f'<{url(max(0, offset - limit))}>; rel="prev"')
+        links.append(f'<{url(max(0, offset - limit))}>; rel="prev"{kind}')
     if has_next:
-        links.append(f'<{url(offset + limit)}>; rel="next"')
+        links.append(f'<{url(offset + limit)}>; rel="next"{kind}')
     return ", ".join(links) or None
 
 
@@ -1125,7 +1131,7 @@ def _query_reply(
     headers: dict[str, str] = {}
     if total is not None:
         headers["NGSILD-Results-Count"] = str(total)
-    links = _page_links(request, query.offset, wanted, has_next)
+    links = _page_links(request, query.offset, wanted, has_next, ld.accept)
     if links:
         headers["Link"] = links
     data, appended = _joined(ld, entities, renderer, linked)

@@ -28,11 +28,13 @@ from pujiang.context.jsonld import (
     InvalidContext,
 )
 from pujiang.context.ngsild import (
+    DISTRIBUTION,
     NgsiLdError,
     NgsiLdRoute,
     _link_header,
     _page_links,
     broker_of,
+    checked_params,
     link_context,
     location,
     negotiate,
@@ -576,6 +578,7 @@ def _found(session: DbSession, tenant: str, sub_id: str) -> Subscription:
 # Some clients (ngsildclient 0.5) POST to ".../subscriptions/"; the GET/PATCH/DELETE routes'
 # `{sub_id:path}` would otherwise answer that path with 405 instead of the usual redirect.
 @router.post("/subscriptions/", status_code=201, include_in_schema=False)
+@checked_params(*DISTRIBUTION)
 async def create_subscription(
     request: Request, session: DbSession, principal: Subscriber
 ) -> Response:
@@ -607,6 +610,7 @@ async def create_subscription(
 # The conformance suite (and clients that build ".../subscriptions/" + id) list with a trailing
 # slash; it must not reach the `{sub_id:path}` route as an empty id.
 @router.get("/subscriptions/", include_in_schema=False)
+@checked_params(*DISTRIBUTION)
 def list_subscriptions(
     request: Request,
     session: DbSession,
@@ -635,13 +639,15 @@ def list_subscriptions(
     with_context = _wants_jsonld(request)
     headers = {"NGSILD-Results-Count": str(total)} if count == "true" else {}
     # Paging links as on /entities (clause 6.3.10); limit=0 (a count only) pages nothing
-    links = _page_links(request, skip, size, size > 0 and skip + len(rows) < total)
+    media = JSONLD if with_context else JSON
+    links = _page_links(request, skip, size, size > 0 and skip + len(rows) < total, media)
     if links:
         headers["Link"] = links
     return _json([render(r, with_context=with_context) for r in rows], request, rows, headers)
 
 
 @router.get("/subscriptions/{sub_id:path}")
+@checked_params(*DISTRIBUTION)
 def get_subscription(
     sub_id: str, request: Request, session: DbSession, _principal: Subscriber
 ) -> Response:
@@ -651,6 +657,7 @@ def get_subscription(
 
 
 @router.patch("/subscriptions/{sub_id:path}", status_code=204)
+@checked_params(*DISTRIBUTION)
 async def update_subscription(
     sub_id: str, request: Request, session: DbSession, principal: Subscriber
 ) -> Response:
@@ -681,6 +688,7 @@ async def update_subscription(
 
 
 @router.delete("/subscriptions/{sub_id:path}", status_code=204)
+@checked_params(*DISTRIBUTION)
 def delete_subscription(
     sub_id: str, request: Request, session: DbSession, principal: Subscriber
 ) -> Response:

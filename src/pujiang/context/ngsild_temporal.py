@@ -485,6 +485,7 @@ def query_temporal(
     count: bool = False,
     options: str | None = None,
     format: str | None = None,
+    local: bool = False,
 ) -> Response:
     representation, sys_attrs = _representation(options, format)
     shown = projection(ld, pick, omit, attrs)
@@ -492,11 +493,12 @@ def query_temporal(
     ids = _split(id)
     attr_list = _split(attrs)
     geo_given = any(p for p in (georel, geometry, coordinates))
-    if not (type or attr_list or q or geo_given or ids or idPattern or scopeQ is not None):
+    # As for GET /entities (clause 5.7.2): a list of ids alone is not enough; local=true is.
+    if not (type or attr_list or q or geo_given or idPattern or scopeQ is not None or local):
         raise BadData(
-            "查询时间演变至少需要 type、attrs、q、id、idPattern、scopeQ 或地理查询之一 / "
-            "querying temporal evolution needs at least one of type, attrs, q, id, idPattern, "
-            "scopeQ or a geo-query"
+            "查询时间演变至少需要 type、attrs、q、idPattern、scopeQ、地理查询之一或 local=true / "
+            "querying temporal evolution needs at least one of type, attrs, q, idPattern, "
+            "scopeQ, a geo-query or local=true"
         )
     query = _temporal_query(
         ld,
@@ -538,7 +540,7 @@ def _query_reply(
     headers: dict[str, str] = {}
     if page.total is not None:
         headers["NGSILD-Results-Count"] = str(page.total)
-    links = _page_links(request, query.offset, query.limit, page.has_next)
+    links = _page_links(request, query.offset, query.limit, page.has_next, ld.accept)
     if links:
         headers["Link"] = links
     return _reply(ld, page, _render(page, ld, representation, sys_attrs, shown), headers)

@@ -683,13 +683,23 @@ class TemporalStore:
                     f"实体 {entity_id} 没有时间演变 / entity {entity_id} has no temporal evolution",
                     id=entity_id,
                 )
+            if query.attrs and not self._exists(session, tenant, entity_id, query.attrs):
+                # Clause 5.7.1, as for the current state: none of the attributes asked for,
+                # at any time, is not found (one outside the time window is merely empty).
+                raise NotFound(
+                    f"实体 {entity_id} 没有所请求的属性 / entity {entity_id} has none of the "
+                    "requested attributes",
+                    id=entity_id,
+                )
             return self._page(session, tenant, query, [entity_id], None)
 
-    def _exists(self, session: Session, tenant: str, entity_id: str) -> bool:
-        found = session.execute(
-            select(_H.c.id).where(_H.c.tenant == tenant, _H.c.entity_id == entity_id).limit(1)
-        ).first()
-        return found is not None
+    def _exists(
+        self, session: Session, tenant: str, entity_id: str, attrs: list[str] | None = None
+    ) -> bool:
+        where = [_H.c.tenant == tenant, _H.c.entity_id == entity_id]
+        if attrs:
+            where.append(_H.c.attr.in_(attrs))
+        return session.execute(select(_H.c.id).where(*where).limit(1)).first() is not None
 
     def _select_ids(
         self, session: Session, tenant: str, query: TemporalQuery
