@@ -1,5 +1,6 @@
 """Small NGSI-LD conformance items: percent-encoded `q`, query parameters of the temporal routes,
-GeoJSON refused on the discovery routes, and `numberOfHits` of stored @contexts."""
+GeoJSON refused on the discovery routes, `numberOfHits` of stored @contexts, and an @context
+in one item of an application/json batch."""
 
 from __future__ import annotations
 
@@ -367,3 +368,24 @@ def test_processor_keeps_uses_when_the_write_fails() -> None:
     processor.on_uses = None
     processor.active(url)
     assert {u: n for u, (n, _) in processor.take_uses().items()} == {url: 4}
+
+
+def test_an_at_context_in_one_json_batch_item_fails_that_entity_only(
+    client: TestClient, cafe: H
+) -> None:
+    """application/json: an @context belongs in the Link header. In a batch the item that
+    carries one fails on its own (207, BadRequestData); the others are created."""
+    good = station(41)
+    bad = {**station(42), "@context": "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context.jsonld"}
+    reply = client.post(f"{BASE}/entityOperations/create", json=[good, bad], headers=cafe)
+    assert reply.status_code == 207, reply.text
+    result = reply.json()
+    assert result["success"] == [good["id"]]
+    (error,) = result["errors"]
+    assert error["entityId"] == bad["id"]
+    assert error["error"]["type"].endswith("BadRequestData")
+    assert "must not contain @context" in error["error"]["detail"]
+    assert client.get(f"{BASE}/entities/{bad['id']}", headers=cafe).status_code == 404
+    # a single entity so sent is refused whole, as before
+    reply = client.post(f"{BASE}/entities", json={**station(43), "@context": []}, headers=cafe)
+    problem(reply, "BadRequestData", 400)

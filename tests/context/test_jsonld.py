@@ -142,6 +142,19 @@ def test_other_urls_are_not_the_core(url: str) -> None:
 FAKE_CORE = "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-non-existing.jsonld"
 
 
+@pytest.mark.parametrize("body_type", ["type", ["Building", "type"], "id"])
+def test_a_type_naming_a_json_ld_keyword_is_refused(
+    client: TestClient, writer: H, body_type: object
+) -> None:
+    """The core context maps `type` to @type (and `id` to @id): as an entity type it would be
+    stored as the keyword. 400, nothing stored."""
+    entity = {"id": "urn:ngsi-ld:Building:kw", "type": body_type}
+    reply = client.post(f"{BASE}/entities", json=entity, headers=writer)
+    assert "JSON-LD keyword" in problem(reply, "BadRequestData", 400)["detail"]
+    missing = client.get(f"{BASE}/entities/urn:ngsi-ld:Building:kw", headers=writer)
+    problem(missing, "ResourceNotFound", 404)
+
+
 def test_a_made_up_core_url_is_not_available(client: TestClient, writer: H) -> None:
     entity = {"id": "urn:ngsi-ld:Building:1", "type": "Building", "@context": [FAKE_CORE]}
     reply = client.post(f"{BASE}/entities", json=entity, headers={**writer, "Content-Type": LD})

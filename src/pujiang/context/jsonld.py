@@ -748,7 +748,14 @@ def expand_types(raw: Any, ctx: ActiveContext, *, required: bool) -> list[str]:
         raise _bad("type 必须是字符串或字符串数组 / type must be a string or an array of strings")
     for n in names:
         check_name(n)
-    return list(dict.fromkeys(ctx.expand(n) for n in names))
+    expanded = [ctx.expand(n) for n in names]
+    for name, iri in zip(names, expanded, strict=True):
+        if iri.startswith("@"):  # "type" itself: the core context maps it to @type
+            raise _bad(
+                f"实体类型 {name!r} 展开为 JSON-LD 关键字 {iri}，不能作类型 / the entity type "
+                f"{name!r} expands to the JSON-LD keyword {iri} and cannot name a type"
+            )
+    return list(dict.fromkeys(expanded))
 
 
 def expand_entity(

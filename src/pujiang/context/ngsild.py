@@ -556,10 +556,14 @@ Ld = Annotated[LdRequest, Depends(ld_request)]
 LdNoGeo = Annotated[LdRequest, Depends(ld_request_no_geo)]
 
 
-def read_payload(request: Request, body: bytes, ld: LdRequest, *, merge: bool = False) -> Any:
+def read_payload(
+    request: Request, body: bytes, ld: LdRequest, *, merge: bool = False, batch: bool = False
+) -> Any:
     """The JSON payload; for application/ld+json its @context replaces the Link one in `ld`.
     `merge`: a PATCH, which also takes application/merge-patch+json (clause 6.3.4), read as
-    application/json (the @context from the Link header)."""
+    application/json (the @context from the Link header). `batch`: an array's items are
+    checked one by one by the caller (an @context in one item of an application/json batch
+    fails that entity, not the request)."""
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     allowed = (JSON, LD_JSON, MERGE_PATCH) if merge else (JSON, LD_JSON)
     if media not in allowed:
@@ -592,7 +596,7 @@ def read_payload(request: Request, body: bytes, ld: LdRequest, *, merge: bool = 
             )
         if isinstance(payload, dict):
             ld.ctx = ld.processor.active(payload["@context"])
-    elif has_context:
+    elif has_context and not (batch and isinstance(payload, list)):
         raise NgsiLdError(
             "BadRequestData",
             "application/json 请求体不能含 @context，请改用 Link 头或 application/ld+json / an "
@@ -1483,7 +1487,7 @@ def _batch_entities(
 
     With `merge` (batch merge, clause 5.6.20): NGSI-LD Nulls are allowed, and an item that is
     not a JSON object fails the whole request (clause 5.5.4), as there is no entity to name."""
-    payload = read_payload(request, body, ld)
+    payload = read_payload(request, body, ld, batch=True)
     if not isinstance(payload, list):
         raise BadData("批量操作的请求体必须是实体数组 / a batch body must be an array of entities")
     if not payload:
@@ -1502,9 +1506,16 @@ def _batch_entities(
     for item in payload:
         entity_id = item.get("id") if isinstance(item, dict) else None
         try:
-            if media == LD_JSON and not (isinstance(item, dict) and "@context" in item):
+            has_context = isinstance(item, dict) and "@context" in item
+            if media == LD_JSON and not has_context:
                 raise BadData(
                     "application/ld+json 的每个实体都必须含 @context / every entity needs @context"
+                )
+            if media != LD_JSON and has_context:
+                raise BadData(
+                    "application/json 的实体不能含 @context，请改用 Link 头或 application/ld+json "
+                    "/ an entity sent as application/json must not contain @context: send it in "
+                    "a Link header or use application/ld+json"
                 )
             ctx = _entity_ctx(ld, item)
             entities.append(expand_entity(item, ctx, require_type=require_type, allow_null=merge))
