@@ -12,11 +12,14 @@ import pytest
 from aiosmtpd.controller import Controller
 from fastapi.testclient import TestClient
 from sqlalchemy import select
+from typer.testing import CliRunner
 
 from pujiang.cases import notify, open_case_from_alert, setup
 from pujiang.cases.models import CaseMessage
+from pujiang.cli import app as cli_app
 from pujiang.platform.deps import AppContext
 from pujiang.platform.models import AuditEntry
+from pujiang.settings import Settings
 from tests.cases.conftest import HUANGPU, Clock, People, act, report
 
 NEAR = (HUANGPU[0] + 0.0003, HUANGPU[1])  # about 29 m east
@@ -137,6 +140,40 @@ def test_failed_sends_stay_pending(
         assert row.sent_at is None
         assert row.attempts == 1
         assert row.last_error
+
+
+def test_a_notify_run_sends_nothing_while_another_is_sending(
+    client: TestClient,
+    cases_context: AppContext,
+    people: People,
+    settings: Settings,
+    smtp: tuple[int, _Inbox],
+) -> None:
+    """`pujiang cases notify` from cron may start while the previous run still sends (slow
+    SMTP): it must not send the same pending messages a second time."""
+    port, inbox = smtp
+    report(client, people.supervisor, reporter_email="li@example.com")
+    env = {
+        "PUJIANG_DATABASE_URL": settings.database_url,
+        "PUJIANG_MODE": "development",
+        "PUJIANG_VAR_DIR": str(settings.var_dir),
+    }
+    command = ["cases", "notify", "--smtp-port", str(port)]
+    with cases_context.db.single_run("cases-notify") as first:
+        assert first
+        second = CliRunner().invoke(cli_app, command, env=env)
+        assert second.exit_code == 0, second.output
+        assert "another notify run is still sending" in second.output
+        with cases_context.db.session() as session:
+            pending = session.scalars(select(CaseMessage)).one()
+            assert (pending.sent_at, pending.attempts) == (None, 0)
+    after = CliRunner().invoke(cli_app, command, env=env)
+    assert after.exit_code == 0, after.output
+    assert "sent 1, failed 0" in after.output
+    deadline = time.monotonic() + 5
+    while not inbox.messages and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert [m.rcpt_tos for m in inbox.messages] == [["li@example.com"]]
 
 
 def test_personal_data_masked_and_unmasked_reads_audited(

@@ -90,8 +90,15 @@ def notify_reporters(
     )
     context = _context(ctx)
     try:
-        with context.db.session() as session:
-            sent, failed = notify.deliver(session, {"email": mail})
+        with context.db.single_run("cases-notify") as only_run:
+            if not only_run:  # it would send the same pending messages a second time
+                typer.echo(
+                    "另一次通知仍在进行，本次不发送 / another notify run is still sending; this "
+                    "one sends nothing"
+                )
+                return
+            with context.db.session() as session:
+                sent, failed = notify.deliver(session, {"email": mail})
     finally:
         context.db.dispose()
     typer.echo(f"sent {sent}, failed {failed} / 已发送 {sent}，失败 {failed}")

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -140,6 +141,47 @@ class Database:
                     yield session
             finally:
                 self._writing.active = False
+
+    @contextmanager
+    def single_run(self, job: str) -> Iterator[bool]:
+        """Whether this is the only run of `job` against this database (True) or another
+        run holds it (False), for as long as the block lasts: a batch job started by cron
+        while its previous run still works (slow SMTP, say) must not do the same work twice.
+
+        PostgreSQL: a session-level advisory lock on a connection kept for the block, so it
+        holds across machines. SQLite: an exclusive `flock` on a file beside the database,
+        which every process using that file sees; released by the kernel if the process dies."""
+        if self.is_sqlite:
+            database = make_url(self.url).database
+            if not database or database == ":memory:":
+                yield True
+                return
+            with open(f"{database}.{job}.lock", "a+b") as handle:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    yield False
+                    return
+                try:
+                    yield True
+                finally:
+                    fcntl.flock(handle, fcntl.LOCK_UN)
+            return
+        key = text("SELECT hashtextextended(:job, 0)")
+        with self.engine.connect() as connection:
+            lock_id = connection.execute(key, {"job": f"pujiang.job.{job}"}).scalar_one()
+            mine = bool(
+                connection.execute(
+                    text("SELECT pg_try_advisory_lock(:id)"), {"id": lock_id}
+                ).scalar_one()
+            )
+            connection.commit()
+            try:
+                yield mine
+            finally:
+                if mine:
+                    connection.execute(text("SELECT pg_advisory_unlock(:id)"), {"id": lock_id})
+                    connection.commit()
 
     def ping(self) -> bool:
         try:
