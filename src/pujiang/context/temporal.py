@@ -946,21 +946,16 @@ class TemporalStore:
 
     # -- writes ----------------------------------------------------------------------------------
 
-    def upsert(self, tenant: str, entity: Entity) -> bool:
-        """Create or add to an entity's temporal evolution (clause 5.6.11); True if created.
-
-        `entity` is {"id", "type": [...], attr IRI: [instances over time]}."""
-        with self.db.session() as session:
-            return self._upsert(session, tenant, entity)[0]
-
     def upsert_current(
         self, tenant: str, entity: Entity, scope: list[str] | None, owner: str | None
     ) -> bool:
-        """`upsert`, and for an entity with no current state, its creation there too (clause
-        5.6.11; docs/context.md "Temporal evolution"), in one transaction: the latest instance
-        of each attribute and datasetId becomes the current entity (whose create records it in
-        the history and fires subscriptions, as every create does), the others go to the
-        history. An entity that exists gets every instance in its history only."""
+        """Create or add to an entity's temporal evolution (clause 5.6.11; True if it is new),
+        and for an entity with no current state, create that too (docs/context.md "Temporal
+        evolution"), in one transaction. `entity` is {"id", "type": [...], attr IRI:
+        [instances over time]}. The latest instance of each attribute and datasetId becomes
+        the current entity (whose create records it in the history and fires subscriptions,
+        as every create does), the others go to the history. An entity that exists gets every
+        instance in its history only."""
         created = False
 
         def prepare(session: Session, exists: bool) -> Entity | None:
