@@ -92,6 +92,10 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
     return create_engine(url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=20)
 
 
+_TRY_JOB_LOCK = text("SELECT pg_try_advisory_lock(hashtextextended(:job, 0))")
+_JOB_UNLOCK = text("SELECT pg_advisory_unlock(hashtextextended(:job, 0))")
+
+
 class Database:
     """One engine and its session factory."""
 
@@ -167,20 +171,15 @@ class Database:
                 finally:
                     fcntl.flock(handle, fcntl.LOCK_UN)
             return
-        key = text("SELECT hashtextextended(:job, 0)")
+        key = {"job": f"pujiang.job.{job}"}
         with self.engine.connect() as connection:
-            lock_id = connection.execute(key, {"job": f"pujiang.job.{job}"}).scalar_one()
-            mine = bool(
-                connection.execute(
-                    text("SELECT pg_try_advisory_lock(:id)"), {"id": lock_id}
-                ).scalar_one()
-            )
+            mine = bool(connection.execute(_TRY_JOB_LOCK, key).scalar_one())
             connection.commit()
             try:
                 yield mine
             finally:
                 if mine:
-                    connection.execute(text("SELECT pg_advisory_unlock(:id)"), {"id": lock_id})
+                    connection.execute(_JOB_UNLOCK, key)
                     connection.commit()
 
     def ping(self) -> bool:
