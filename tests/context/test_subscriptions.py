@@ -76,6 +76,7 @@ class Receiver:
                 receiver.requests += 1
                 if receiver.hang:
                     receiver._release.wait(30)
+                    self.close_connection = True  # the sender sees the hang up at once
                     return
                 if receiver.requests <= receiver.fail_first:
                     self._answer(500)
