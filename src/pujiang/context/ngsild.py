@@ -1824,7 +1824,7 @@ LOCAL_ID_PREFIX = "urn:ngsi-ld:jsonldContext:"
 CORE_LOCAL_ID = "core"
 
 
-def _context_path(local_id: str) -> str:
+def context_path(local_id: str) -> str:
     """The local relative path of a stored @context (the `Location` of POST /jsonldContexts)."""
     return f"{PREFIX}/jsonldContexts/{local_id}"
 
@@ -1960,7 +1960,7 @@ def create_context(
     processor = processor_of(context)
     processor.active(value)  # JSON-LD syntax, then every URL it references (clause 5.5.4)
     local_id = secrets.token_hex(12)
-    location = url or f"{str(request.base_url).rstrip('/')}{_context_path(local_id)}"
+    location = url or f"{str(request.base_url).rstrip('/')}{context_path(local_id)}"
     with context.db.session() as session:
         if session.execute(select(ContextJsonld.id).where(ContextJsonld.url == location)).first():
             raise AlreadyExists(f"@context {location} 已存在 / the @context {location} exists")
@@ -1977,7 +1977,7 @@ def create_context(
             )
         )
     processor.clear()
-    return Response(status_code=201, headers={"Location": _context_path(local_id)})
+    return Response(status_code=201, headers={"Location": context_path(local_id)})
 
 
 @router.get("/jsonldContexts/{context_id}", summary="读取 @context / serve an @context")

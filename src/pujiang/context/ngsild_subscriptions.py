@@ -19,7 +19,7 @@ import orjson
 from fastapi import APIRouter, Depends, Request, Response
 from sqlalchemy.exc import IntegrityError
 
-from pujiang.context import ngsild_join
+from pujiang.context import implicit_contexts, ngsild_join
 from pujiang.context import subscriptions as subs
 from pujiang.context.errors import BadData
 from pujiang.context.jsonld import (
@@ -445,10 +445,27 @@ def _default_context_url(ld_context: Any) -> str | None:
     return None
 
 
-def render(row: Subscription, *, with_context: bool) -> dict[str, Any]:
+def _context_url(row: Subscription, implicit: dict[str, str]) -> str | None:
+    """The one URL of the @context `row` was written with: itself, or its implicit copy."""
+    url = _default_context_url(row.ld_context)
+    if url is None:
+        url = implicit.get(implicit_contexts.key(row.ld_context))
+    return url
+
+
+def _implicit_of(session: DbSession, rows: list[Subscription]) -> dict[str, str]:
+    return implicit_contexts.urls_of(
+        session, (r.ld_context for r in rows if _default_context_url(r.ld_context) is None)
+    )
+
+
+def render(
+    row: Subscription, *, with_context: bool, implicit: dict[str, str] | None = None
+) -> dict[str, Any]:
     """A stored subscription as GET returns it: the document as written, the defaults of the
     members it left out (Tables 5.2.12-1, 5.2.14-1, 5.2.15-1: notificationTrigger,
-    notification.format, endpoint.accept, jsonldContext when the @context was one URL; not
+    notification.format, endpoint.accept, jsonldContext when the @context was one URL, or else
+    the URL of its ImplicitlyCreated copy from `implicit` (`implicit_contexts.urls_of`); not
     `isActive`, whose absence already says true) and the status members that have a value
     (Table 5.2.14-1, all 0..1): `timesSent`, `timesFailed`, `lastNotification` and the
     notification's `status` once a notification was sent, `lastSuccess`/`lastFailure` once one
@@ -456,7 +473,7 @@ def render(row: Subscription, *, with_context: bool) -> dict[str, Any]:
     out = dict(row.body)
     out.setdefault("notificationTrigger", list(subs.DEFAULT_TRIGGERS))
     if "jsonldContext" not in out:
-        url = _default_context_url(row.ld_context)
+        url = _context_url(row, implicit or {})
         if url is not None:
             out["jsonldContext"] = url
     out["status"] = subs.status_of(row)
@@ -524,16 +541,17 @@ def _json(
     request: Request,
     rows: list[Subscription],
     headers: dict[str, str] | None = None,
+    implicit: dict[str, str] | None = None,
 ) -> Response:
     """The reply in JSON-LD (the @context in each subscription, see `render`) or in JSON with
     the @context in a Link header (clause 6.3.5), as the entity routes answer. The Link names
-    the @context the subscriptions were written with when it is one URL shared by all of
-    `rows`; otherwise (an inline @context, or several on one page) the request's Link
+    the @context the subscriptions were written with (or its ImplicitlyCreated copy) when it is
+    one URL shared by all of `rows`; otherwise (several on one page) the request's Link
     @context, else the core context. A `Link` in `headers` (paging) is kept before it."""
     headers = dict(headers or {})
     if _wants_jsonld(request):
         return Response(orjson.dumps(content), media_type=JSONLD, headers=headers)
-    urls = {_default_context_url(row.ld_context) for row in rows}
+    urls = {_context_url(row, implicit or {}) for row in rows}
     url = urls.pop() if len(urls) == 1 else None
     if url is not None:  # a header is Latin-1: an IRI goes percent-encoded (RFC 3987 3.1)
         url = quote(url, safe=":/?#[]@!$&'()*+,;=%~")
@@ -552,6 +570,15 @@ def _compile(request: Request, doc: dict[str, Any], ld_context: Any, **options: 
         return compile_subscription(doc, ld_context, processor=processor, **options)
     except SubscriptionError as exc:
         raise bad_data(str(exc)) from exc
+
+
+def _keep_implicit(
+    request: Request, session: DbSession, body: dict[str, Any], ld_context: Any
+) -> None:
+    """An @context that is not one URL is stored as ImplicitlyCreated (clause 5.13), in the
+    subscription's transaction, unless the subscription names its own `jsonldContext`."""
+    if "jsonldContext" not in body and _default_context_url(ld_context) is None:
+        implicit_contexts.ensure(session, str(request.base_url), ld_context)
 
 
 def _found(session: DbSession, tenant: str, sub_id: str) -> Subscription:
@@ -590,6 +617,7 @@ async def create_subscription(
     if subs.get(session, tenant, doc["id"]) is not None:
         raise NgsiLdError("AlreadyExists", f"a subscription {doc['id']!r} exists already")
     body = clean_document(doc)
+    _keep_implicit(request, session, body, ld_context)
     try:
         with session.begin_nested():
             subs.create(session, tenant, body, compiled, ld_context, principal.actor)
@@ -637,13 +665,20 @@ def list_subscriptions(
         # Like the entity routes: a tenant is known from its first entity or subscription.
         broker_of(context).require_tenant(tenant)
     with_context = _wants_jsonld(request)
+    implicit = _implicit_of(session, rows)
     headers = {"NGSILD-Results-Count": str(total)} if count == "true" else {}
     # Paging links as on /entities (clause 6.3.10); limit=0 (a count only) pages nothing
     media = JSONLD if with_context else JSON
     links = _page_links(request, skip, size, size > 0 and skip + len(rows) < total, media)
     if links:
         headers["Link"] = links
-    return _json([render(r, with_context=with_context) for r in rows], request, rows, headers)
+    return _json(
+        [render(r, with_context=with_context, implicit=implicit) for r in rows],
+        request,
+        rows,
+        headers,
+        implicit,
+    )
 
 
 @router.get("/subscriptions/{sub_id:path}")
@@ -653,7 +688,9 @@ def get_subscription(
 ) -> Response:
     negotiate(request, geo=False)  # 406 comes before 404 (clause 6.3.4)
     row = _found(session, tenant_of(request), sub_id)
-    return _json(render(row, with_context=_wants_jsonld(request)), request, [row])
+    implicit = _implicit_of(session, [row])
+    body = render(row, with_context=_wants_jsonld(request), implicit=implicit)
+    return _json(body, request, [row], implicit=implicit)
 
 
 @router.patch("/subscriptions/{sub_id:path}", status_code=204)
@@ -675,6 +712,8 @@ async def update_subscription(
     except SubscriptionError as exc:
         raise bad_data(str(exc)) from exc
     compiled = _compile(request, body, context, check_expiry="expiresAt" in fragment)
+    if ld_context is not None:
+        _keep_implicit(request, session, body, ld_context)
     subs.replace(session, row, body, compiled, context)
     audit.append(
         session,
