@@ -183,6 +183,83 @@ def test_post_query(client: TestClient, reader: H, city: None) -> None:
     problem(reply, "BadRequestData", 400)
 
 
+def post_query(client: TestClient, headers: H, selectors: Any, **members: Any) -> Any:
+    body = {"type": "Query", "entities": selectors, **members}
+    return client.post(f"{BASE}/entityOperations/query", json=body, headers=headers)
+
+
+def test_post_query_with_several_selectors(client: TestClient, reader: H, city: None) -> None:
+    station = "urn:ngsi-ld:AirQualityObserved:"
+    # Any of them: by ids (with their type), by type, by idPattern, in insertion order.
+    by_ids = [
+        {"id": f"{station}2", "type": "AirQualityObserved"},
+        {"id": "urn:ngsi-ld:Device:9", "type": "Device"},
+    ]
+    assert ids(post_query(client, reader, by_ids)) == [f"{station}2", "urn:ngsi-ld:Device:9"]
+    # Each selector's conditions hold together: station 2 is not a Device.
+    crossed = [{"id": f"{station}2", "type": "Device"}, {"id": f"{station}3"}]
+    assert ids(post_query(client, reader, crossed)) == [f"{station}3"]
+    mixed = [
+        {"type": "Streetlight;Device"},
+        {"idPattern": ".*:[45]$", "type": "AirQualityObserved"},
+    ]
+    assert ids(post_query(client, reader, mixed)) == [
+        f"{station}4",
+        f"{station}5",
+        "urn:ngsi-ld:Streetlight:1",
+    ]
+    # The other members still narrow, paging and count apply to the whole.
+    narrowed = post_query(client, reader, mixed, q="pm25>45")
+    assert ids(narrowed) == [f"{station}5"]
+    paged = client.post(
+        f"{BASE}/entityOperations/query",
+        json={"type": "Query", "entities": mixed},
+        params={"limit": 1, "offset": 1, "count": "true"},
+        headers=reader,
+    )
+    assert ids(paged) == [f"{station}5"]
+    assert paged.headers["NGSILD-Results-Count"] == "3"
+    # One selector alone needs no member of its own when the Query narrows otherwise.
+    alone = post_query(client, reader, [{}], attrs=["batteryLevel"])
+    assert ids(alone) == ["urn:ngsi-ld:Device:9"]
+    # Overlapping selectors give each entity once.
+    twice = [{"type": "Device"}, {"id": "urn:ngsi-ld:Device:9"}]
+    assert ids(post_query(client, reader, twice)) == [
+        "urn:ngsi-ld:Streetlight:1",
+        "urn:ngsi-ld:Device:9",
+    ]
+
+
+def test_post_query_selectors_stay_in_their_tenant(
+    client: TestClient, writer: H, reader: H, city: None
+) -> None:
+    create(client, {**writer, "NGSILD-Tenant": "other"}, station(9))
+    selectors = [{"type": "Device"}, {"idPattern": ".*:9$"}]
+    found = ids(post_query(client, reader, selectors))
+    assert found == ["urn:ngsi-ld:Streetlight:1", "urn:ngsi-ld:Device:9"]
+    other = post_query(client, {**reader, "NGSILD-Tenant": "other"}, selectors)
+    assert ids(other) == ["urn:ngsi-ld:AirQualityObserved:9"]
+
+
+@pytest.mark.parametrize(
+    ("selectors", "named"),
+    [
+        ({"type": "Device"}, "entities must be an array"),
+        ([{"type": "Device"}, "Device"], "entities[1] must be an object"),
+        ([{"type": "Device"}, {"id": ["urn:a:b"]}], "the id of entities[1] must be a string"),
+        ([{"type": "Device"}, {}], "entities[1] needs a type, id or idPattern"),
+        ([{"type": "Device"}, {"idPattern": "("}], "idPattern is not a regex"),
+        ([{"type": "Device"}, {"id": "not a uri"}], "not a uri"),
+        ([{"type": "Device"}, {"type": "(A;"}], "type"),
+    ],
+)
+def test_post_query_bad_selectors(
+    client: TestClient, reader: H, selectors: Any, named: str
+) -> None:
+    body = problem(post_query(client, reader, selectors), "BadRequestData", 400)
+    assert named in body["detail"], body["detail"]
+
+
 def test_q_keeps_values_the_index_cannot_decide(client: TestClient, writer: H) -> None:
     create(
         client, writer, {"id": "urn:ngsi-ld:T:arr", "type": "T", "tags": ["a", "b"], "n": [1, 50]}

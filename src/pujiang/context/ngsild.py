@@ -57,6 +57,7 @@ from pujiang.context.models import ContextJsonld
 from pujiang.context.ngsild_projection import Projection
 from pujiang.context.queries import MAX_LIMIT
 from pujiang.context.queries import Query as BrokerQuery
+from pujiang.context.queries import Selector as EntitySelector
 from pujiang.context.service import ContextBroker
 from pujiang.context.writes import BatchResult
 from pujiang.platform import roles
@@ -1002,13 +1003,7 @@ def build_query(
             check_entity_id(entity_id)
         query.ids = ids
     if id_pattern:
-        try:
-            re.compile(id_pattern)
-        except re.error as exc:
-            raise BadData(
-                f"idPattern 不是有效的正则：{exc} / idPattern is not a regex: {exc}"
-            ) from exc
-        query.id_pattern = id_pattern
+        query.id_pattern = _checked_pattern(id_pattern)
     if attrs:
         for name in attrs:
             jsonld.check_name(name)
@@ -1039,6 +1034,47 @@ def build_query(
             "a geo-query or local=true"
         )
     return query
+
+
+def _checked_pattern(id_pattern: str) -> str:
+    try:
+        re.compile(id_pattern)
+    except re.error as exc:
+        raise BadData(f"idPattern 不是有效的正则：{exc} / idPattern is not a regex: {exc}") from exc
+    return id_pattern
+
+
+def _selector_members(item: Any, position: int) -> dict[str, Any]:
+    """An item of a POST query's `entities` (EntitySelector, clause 5.2.33), its members
+    checked for their JSON types."""
+    if not isinstance(item, dict):
+        raise BadData(f"entities[{position}] 必须是对象 / entities[{position}] must be an object")
+    for member in ("id", "idPattern", "type"):
+        if member in item and not isinstance(item[member], str):
+            raise BadData(
+                f"entities[{position}] 的 {member} 必须是字符串 / the {member} of "
+                f"entities[{position}] must be a string"
+            )
+    return item
+
+
+def _selector(ld: LdRequest, item: Any, position: int) -> EntitySelector:
+    """One of several selectors: each must narrow (alone, the Query's other members may)."""
+    item = _selector_members(item, position)
+    if not any(item.get(member) for member in ("id", "idPattern", "type")):
+        raise BadData(
+            f"entities[{position}] 须给出 type、id 或 idPattern / entities[{position}] needs a "
+            "type, id or idPattern"
+        )
+    ids = _split(item.get("id")) or []
+    for entity_id in ids:
+        check_entity_id(entity_id)
+    pattern = item.get("idPattern")
+    return EntitySelector(
+        types=parse_types(item["type"], ld.ctx) if item.get("type") else None,
+        ids=ids or None,
+        id_pattern=_checked_pattern(pattern) if pattern else None,
+    )
 
 
 def parse_scope(text: Any) -> ngsild_scope.ScopeExpr:
@@ -1675,19 +1711,13 @@ def batch_query(
     )
     renderer = _renderer(ld, options, format, lang, linked.pick, linked.omit, payload.get("attrs"))
     selectors = payload.get("entities") or []
-    if not isinstance(selectors, list) or len(selectors) > 1:
-        raise NotSupported(
-            "目前只支持一个 entities 选择器 / one entities selector at most is supported"
-        )
-    selector = selectors[0] if selectors else {}
-    if not isinstance(selector, dict):
-        raise BadData("entities 的元素必须是对象 / entities items must be objects")
-    for member in ("id", "idPattern", "type"):
-        if member in selector and not isinstance(selector[member], str):
-            raise BadData(
-                f"entities 选择器的 {member} 必须是字符串 / the entities selector's {member} "
-                "must be a string"
-            )
+    if not isinstance(selectors, list):
+        raise BadData("entities 必须是数组 / entities must be an array of entity selectors")
+    # One selector is an ordinary query's id/idPattern/type; several are alternatives.
+    several = (
+        [_selector(ld, item, n) for n, item in enumerate(selectors)] if len(selectors) > 1 else []
+    )
+    selector = _selector_members(selectors[0], 0) if len(selectors) == 1 else {}
     geo_q = payload.get("geoQ") or {}
     if not isinstance(geo_q, dict):
         raise BadData("geoQ 必须是对象 / geoQ must be an object")
@@ -1713,7 +1743,10 @@ def batch_query(
         limit=limit,
         offset=offset,
         count=count,
+        require_filter=len(several) < 2,
     )
+    if len(several) > 1:
+        query.selectors = several
     return _query_reply(request, ld, query, renderer, geo_q.get("geoproperty"), linked=linked)
 
 

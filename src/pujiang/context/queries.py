@@ -37,13 +37,36 @@ class GeoQueryLike(Protocol):
 Prefilter = Sequence[Any]  # ngsild_q.Prefilter: attribute, op, values, kind
 
 
-@dataclass
-class Query:
-    """An entity query on expanded names. `types` is a disjunction of conjunctions."""
+@dataclass(frozen=True)
+class Selector:
+    """One of several entity selectors (`entities` of a POST query, clause 5.2.33): an entity
+    matches when it has one of `ids` (if given), matches `id_pattern` (if given) and its types
+    satisfy `types` (a disjunction of conjunctions, if given)."""
 
     types: list[frozenset[str]] | None = None
     ids: list[str] | None = None
     id_pattern: str | None = None
+
+    def matches(self, entity: Entity) -> bool:
+        if self.ids is not None and entity["id"] not in self.ids:
+            return False
+        if self.id_pattern is not None and not re.fullmatch(self.id_pattern, entity["id"]):
+            return False
+        if self.types:
+            held = set(entity["type"])
+            return any(conjunction <= held for conjunction in self.types)
+        return True
+
+
+@dataclass
+class Query:
+    """An entity query on expanded names. `types` is a disjunction of conjunctions. `selectors`
+    (two or more) select entities matching any of them, in place of `types`/`ids`/`id_pattern`."""
+
+    types: list[frozenset[str]] | None = None
+    ids: list[str] | None = None
+    id_pattern: str | None = None
+    selectors: list[Selector] | None = None
     attrs: list[str] | None = None
     q: Any = None
     q_evaluate: Callable[[Any, Entity], bool] | None = None
@@ -85,6 +108,7 @@ class QueriesMixin(BrokerStore):
             and query.geo is None
             and query.id_pattern is None
             and query.scope is None
+            and not any(s.id_pattern for s in query.selectors or ())
         )
         with self._session() as session:
             if exact_in_sql:
@@ -130,6 +154,8 @@ class QueriesMixin(BrokerStore):
                 entity: Entity = orjson.loads(doc)
                 if pattern is not None and not pattern.fullmatch(entity["id"]):
                     continue
+                if query.selectors and not any(s.matches(entity) for s in query.selectors):
+                    continue
                 if query.geo is not None and not geo_matches(entity, query.geo):
                     continue
                 if query.scope is not None and not ngsild_scope.matches_entity(query.scope, entity):
@@ -156,32 +182,13 @@ class QueriesMixin(BrokerStore):
         drivers: list[ColumnElement[bool]] = []
         probes: list[ColumnElement[bool]] = []
         if query.types:
-            alternatives = []
-            for conjunction in query.types:
-                alternatives.append(
-                    and_(
-                        *[
-                            select(_T.c.entity_pk)
-                            .where(_T.c.tenant == tenant, _T.c.type == t, _T.c.entity_pk == _E.c.pk)
-                            .exists()
-                            for t in sorted(conjunction)
-                        ]
-                    )
-                )
-            probes.append(or_(*alternatives) if len(alternatives) > 1 else alternatives[0])
-        by_id = select(_E.c.pk).where(_E.c.tenant == tenant)
-        if query.ids:
-            drivers.append(_E.c.pk.in_(by_id.where(_E.c.entity_id.in_(query.ids))))
-        if query.id_pattern:
-            prefix = _literal_prefix(query.id_pattern)
-            if prefix:
-                drivers.append(
-                    _E.c.pk.in_(
-                        by_id.where(
-                            _E.c.entity_id >= prefix, _E.c.entity_id < prefix + "\U0010ffff"
-                        )
-                    )
-                )
+            probes.append(_type_probe(tenant, query.types))
+        drivers += _id_drivers(tenant, query.ids, query.id_pattern)
+        if query.selectors:
+            probes.append(_any_selector(tenant, query.selectors))
+            if all(s.ids for s in query.selectors):  # their ids drive the scan by the id index
+                every_id = sorted({i for s in query.selectors for i in s.ids or ()})
+                drivers += _id_drivers(tenant, every_id, None)
         if query.attrs:
             drivers.append(
                 _E.c.pk.in_(
@@ -338,6 +345,53 @@ def scope_clause(expr: ngsild_scope.ScopeExpr) -> ColumnElement[bool]:
     return and_(
         _E.c.doc.contains('"scope":[', autoescape=True), build(ngsild_scope.prefilter(expr))
     )
+
+
+def _type_probe(tenant: str, types: list[frozenset[str]]) -> ColumnElement[bool]:
+    """Correlated EXISTS probes of a type expression (a disjunction of conjunctions)."""
+    alternatives = [
+        and_(
+            *[
+                select(_T.c.entity_pk)
+                .where(_T.c.tenant == tenant, _T.c.type == t, _T.c.entity_pk == _E.c.pk)
+                .exists()
+                for t in sorted(conjunction)
+            ]
+        )
+        for conjunction in types
+    ]
+    return or_(*alternatives) if len(alternatives) > 1 else alternatives[0]
+
+
+def _id_drivers(
+    tenant: str, ids: list[str] | None, id_pattern: str | None
+) -> list[ColumnElement[bool]]:
+    """`pk IN (...)` by the (tenant, entity_id) index: listed ids, an idPattern's literal
+    prefix (the pattern itself is tested in Python)."""
+    by_id = select(_E.c.pk).where(_E.c.tenant == tenant)
+    drivers: list[ColumnElement[bool]] = []
+    if ids:
+        drivers.append(_E.c.pk.in_(by_id.where(_E.c.entity_id.in_(ids))))
+    prefix = _literal_prefix(id_pattern) if id_pattern else ""
+    if prefix:
+        drivers.append(
+            _E.c.pk.in_(
+                by_id.where(_E.c.entity_id >= prefix, _E.c.entity_id < prefix + "\U0010ffff")
+            )
+        )
+    return drivers
+
+
+def _any_selector(tenant: str, selectors: list[Selector]) -> ColumnElement[bool]:
+    """Any of several selectors, tested on each candidate (the idPatterns only by their
+    prefixes here: `Selector.matches` decides)."""
+    alternatives: list[ColumnElement[bool]] = []
+    for selector in selectors:
+        parts = _id_drivers(tenant, selector.ids, selector.id_pattern)
+        if selector.types:
+            parts.append(_type_probe(tenant, selector.types))
+        alternatives.append(and_(*parts) if parts else true())
+    return or_(*alternatives)
 
 
 _REGEX_META = set(".^$*+?{}[]\\|()")
