@@ -481,3 +481,65 @@ def test_bad_scope_q_is_400(client: TestClient, sensors: H, scope_q: str, says: 
         "must be a string"
         in problem(client.post(QUERY, json=body, headers=sensors), "BadRequestData", 400)["detail"]
     )
+
+
+# -------------------------------------------------------------------------------------------
+# several entity selectors in a POST query
+
+
+def selected(client: TestClient, headers: H, selectors: list[Any], **params: Any) -> Any:
+    body = {"type": "Query", "entities": selectors}
+    return client.post(QUERY, json=body, params=params, headers=headers)
+
+
+def test_several_selectors_select_entities_matching_any(client: TestClient, sensors: H) -> None:
+    one, device = {"id": "urn:ngsi-ld:NoiseSensor:1"}, {"type": "Device"}
+    assert ids(selected(client, sensors, [one, device])) == [1, 2]
+    # each selector's members hold together: sensor 1 is no Device, so only 2 and 4 match
+    both = {"idPattern": "urn:ngsi-ld:NoiseSensor:[12]", "type": "Device"}
+    assert ids(selected(client, sensors, [both, {"idPattern": ".*:4"}])) == [2, 4]
+    # a pattern with alternatives has no literal prefix: every id is tested against it
+    assert ids(selected(client, sensors, [{"idPattern": ".*:3|.*:1"}, device])) == [1, 2, 3]
+    assert ids(selected(client, sensors, [{"type": "Car"}, {"idPattern": ".*:9"}])) == []
+
+
+def test_several_selectors_page_and_count_as_one_result(client: TestClient, sensors: H) -> None:
+    selectors = [{"idPattern": ".*:[34]"}, {"id": "urn:ngsi-ld:NoiseSensor:1"}]
+    first = selected(client, sensors, selectors, limit=2, count="true")
+    assert ids(first) == [1, 3]
+    assert first.headers["NGSILD-Results-Count"] == "3"
+    assert ids(selected(client, sensors, selectors, limit=2, offset=2)) == [4]
+
+
+def test_several_selectors_stay_in_their_tenant(client: TestClient, sensors: H) -> None:
+    other = {**sensors, "NGSILD-Tenant": "minhang"}
+    create(client, other, sensor(1, *PEOPLE))
+    selectors = [{"id": "urn:ngsi-ld:NoiseSensor:1"}, {"idPattern": ".*:2"}]
+    assert ids(selected(client, other, selectors)) == [1]
+    assert ids(selected(client, sensors, selectors)) == [1, 2]
+
+
+@pytest.mark.parametrize(
+    ("selectors", "says"),
+    [
+        ([{"type": "NoiseSensor"}, {}], "entities[1] needs a type, id or idPattern"),
+        ([{"type": "NoiseSensor"}, "Device"], "entities[1] must be an object"),
+        ([{"type": 5}], "the type of entities[0] must be a string"),
+        ([{"idPattern": "("}, {"type": "Device"}], "idPattern is not a regex"),
+        ([{"type": "Device"}, {"id": "not an id"}], "not an id"),
+    ],
+)
+def test_bad_selectors_are_400(client: TestClient, sensors: H, selectors: Any, says: str) -> None:
+    assert says in problem(selected(client, sensors, selectors), "BadRequestData", 400)["detail"]
+
+
+def test_entities_must_be_an_array(client: TestClient, sensors: H) -> None:
+    reply = client.post(QUERY, json={"type": "Query", "entities": {"type": "X"}}, headers=sensors)
+    assert "entities must be an array" in problem(reply, "BadRequestData", 400)["detail"]
+
+
+def test_id_pattern_with_alternatives_finds_each(client: TestClient, sensors: H) -> None:
+    # (the literal text before the `|` is no prefix of every match)
+    pattern = "urn:ngsi-ld:NoiseSensor:3|urn:ngsi-ld:NoiseSensor:1"
+    assert ids(client.get(TEMPORAL, params={"idPattern": pattern}, headers=sensors)) == [1, 3]
+    assert ids(selected(client, sensors, [{"idPattern": pattern}])) == [1, 3]

@@ -1044,7 +1044,7 @@ def _checked_pattern(id_pattern: str) -> str:
     return id_pattern
 
 
-def _selector_members(item: Any, position: int) -> dict[str, Any]:
+def selector_members(item: Any, position: int) -> dict[str, Any]:
     """An item of a POST query's `entities` (EntitySelector, clause 5.2.33), its members
     checked for their JSON types."""
     if not isinstance(item, dict):
@@ -1058,9 +1058,9 @@ def _selector_members(item: Any, position: int) -> dict[str, Any]:
     return item
 
 
-def _selector(ld: LdRequest, item: Any, position: int) -> EntitySelector:
+def entity_selector(ld: LdRequest, item: Any, position: int) -> EntitySelector:
     """One of several selectors: each must narrow (alone, the Query's other members may)."""
-    item = _selector_members(item, position)
+    item = selector_members(item, position)
     if not any(item.get(member) for member in ("id", "idPattern", "type")):
         raise BadData(
             f"entities[{position}] 须给出 type、id 或 idPattern / entities[{position}] needs a "
@@ -1715,9 +1715,11 @@ def batch_query(
         raise BadData("entities 必须是数组 / entities must be an array of entity selectors")
     # One selector is an ordinary query's id/idPattern/type; several are alternatives.
     several = (
-        [_selector(ld, item, n) for n, item in enumerate(selectors)] if len(selectors) > 1 else []
+        [entity_selector(ld, item, n) for n, item in enumerate(selectors)]
+        if len(selectors) > 1
+        else []
     )
-    selector = _selector_members(selectors[0], 0) if len(selectors) == 1 else {}
+    selector = selector_members(selectors[0], 0) if len(selectors) == 1 else {}
     geo_q = payload.get("geoQ") or {}
     if not isinstance(geo_q, dict):
         raise BadData("geoQ 必须是对象 / geoQ must be an object")

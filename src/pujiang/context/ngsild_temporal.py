@@ -19,7 +19,6 @@ from pujiang.context.errors import (
     BadData,
     InvalidRequest,
     NotFound,
-    NotSupported,
     TooManyResults,
 )
 from pujiang.context.jsonld import (
@@ -46,6 +45,7 @@ from pujiang.context.ngsild import (
     check_entity_id,
     check_options,
     checked_params,
+    entity_selector,
     no_content,
     parse_datasets,
     parse_geo,
@@ -54,6 +54,7 @@ from pujiang.context.ngsild import (
     projection,
     read_payload,
     reply,
+    selector_members,
 )
 from pujiang.context.ngsild import (
     location as location_header,
@@ -571,18 +572,16 @@ def query_temporal_post(
     representation, sys_attrs = _representation(options, format)
     shown = projection(ld, payload.get("pick"), payload.get("omit"), payload.get("attrs"))
     count = count or "count" in (options or "").split(",")
-    ids: list[str] = []
-    types: list[str] = []
-    patterns: list[str] = []
-    for selector in payload.get("entities") or []:
-        if not isinstance(selector, dict):
-            raise BadData("entities 的每一项必须是对象 / each item of entities must be an object")
-        if isinstance(selector.get("id"), str):
-            ids.append(selector["id"])
-        if isinstance(selector.get("idPattern"), str):
-            patterns.append(selector["idPattern"])
-        if isinstance(selector.get("type"), str):
-            types.append(selector["type"])
+    selectors = payload.get("entities") or []
+    if not isinstance(selectors, list):
+        raise BadData("entities 必须是数组 / entities must be an array of entity selectors")
+    # One selector is an ordinary query's id/idPattern/type; several are alternatives.
+    several = (
+        [entity_selector(ld, item, n) for n, item in enumerate(selectors)]
+        if len(selectors) > 1
+        else []
+    )
+    selector = selector_members(selectors[0], 0) if len(selectors) == 1 else {}
     temporal = payload.get("temporalQ") or {}
     if not isinstance(temporal, dict):
         raise BadData("temporalQ 必须是对象 / temporalQ must be an object")
@@ -591,8 +590,6 @@ def query_temporal_post(
         isinstance(attrs, list) and all(isinstance(a, str) for a in attrs)
     ):
         raise BadData("attrs 必须是字符串数组 / attrs must be an array of strings")
-    if len(patterns) > 1:
-        raise NotSupported("只支持一个 idPattern / only one idPattern is supported")
     q = payload.get("q")
     if q is not None and not isinstance(q, str):
         raise BadData("q 必须是字符串 / q must be a string")
@@ -600,7 +597,7 @@ def query_temporal_post(
     if geo_q is not None and not isinstance(geo_q, dict):
         raise BadData("geoQ 必须是对象 / geoQ must be an object")
     scope_q = payload.get("scopeQ")
-    if not (types or attrs or q or ids or patterns or geo_q or scope_q is not None):
+    if not (selectors or attrs or q or geo_q or scope_q is not None):
         raise BadData(
             "查询时间演变至少需要 entities、attrs、q、geoQ 或 scopeQ 之一 / querying temporal "
             "evolution needs entities, attrs, q, geoQ or scopeQ"
@@ -612,9 +609,9 @@ def query_temporal_post(
 
     query = _temporal_query(
         ld,
-        ids=ids or None,
-        id_pattern=patterns[0] if patterns else None,
-        type=",".join(types) if types else None,
+        ids=_split(selector.get("id")),
+        id_pattern=selector.get("idPattern"),
+        type=selector.get("type"),
         attrs=attrs,
         q=q,
         geo=(
@@ -642,6 +639,8 @@ def query_temporal_post(
         shown=shown,
         datasets=parse_datasets(payload.get("datasetId")),
     )
+    if len(several) > 1:
+        query.selectors = several
     return _query_reply(request, ld, store, query, representation, sys_attrs, shown)
 
 

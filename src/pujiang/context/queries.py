@@ -372,7 +372,7 @@ def _id_drivers(
     drivers: list[ColumnElement[bool]] = []
     if ids:
         drivers.append(_E.c.pk.in_(by_id.where(_E.c.entity_id.in_(ids))))
-    prefix = _literal_prefix(id_pattern) if id_pattern else ""
+    prefix = literal_prefix(id_pattern) if id_pattern else ""
     if prefix:
         drivers.append(
             _E.c.pk.in_(
@@ -397,7 +397,7 @@ def _any_selector(tenant: str, selectors: list[Selector]) -> ColumnElement[bool]
 _REGEX_META = set(".^$*+?{}[]\\|()")
 
 
-def _literal_prefix(pattern: str) -> str:
+def literal_prefix(pattern: str) -> str:
     """The literal text every match of an idPattern must start with ('' if none)."""
     if "|" in pattern:
         return ""  # alternatives: no common prefix worth computing

@@ -32,6 +32,7 @@ from sqlalchemy import (
     func,
     or_,
     select,
+    true,
     update,
 )
 from sqlalchemy.orm import Session
@@ -47,7 +48,13 @@ from pujiang.context.models import (
     history_rows,
 )
 from pujiang.context.ngsild_q import QExpr, evaluate
-from pujiang.context.queries import GeoQueryLike, geo_matches, scope_clause
+from pujiang.context.queries import (
+    GeoQueryLike,
+    Selector,
+    geo_matches,
+    literal_prefix,
+    scope_clause,
+)
 from pujiang.context.service import ContextBroker
 
 __all__ = [
@@ -175,6 +182,8 @@ class TemporalQuery:
     types: list[frozenset[str]] | None = None
     ids: list[str] | None = None
     id_pattern: str | None = None
+    # Several entity selectors (a POST query's `entities`): an entity matching any of them.
+    selectors: list[Selector] | None = None
     q: QExpr | None = None
     # Decided on the entity's current state (location, scope), not on its history; an entity
     # without current state is located by its GeoProperty's instances in the window.
@@ -521,6 +530,8 @@ class TemporalStore:
         filters = self._row_filters(tenant, query, query.ids)
         if query.types:
             filters.append(self._type_filter(tenant, query.types))
+        if query.selectors:
+            filters.append(or_(*(self._selector_filter(tenant, s) for s in query.selectors)))
         current = select(_E.c.entity_id).where(_E.c.tenant == tenant)
         if query.geo is not None:
             # located now, or with no current state (then its past locations decide)
@@ -534,11 +545,20 @@ class TemporalStore:
         if query.scope is not None:
             filters.append(_H.c.entity_id.in_(current.where(scope_clause(query.scope))))
         if query.id_pattern:
-            prefix = _literal_prefix(query.id_pattern)
-            if prefix:
-                filters.append(_H.c.entity_id >= prefix)
-                filters.append(_H.c.entity_id < prefix + "\U0010ffff")
+            filters += _prefix_range(query.id_pattern)
         return filters
+
+    def _selector_filter(self, tenant: str, selector: Selector) -> ColumnElement[bool]:
+        """History rows of one selector's entities (an idPattern only by its literal prefix:
+        `_selected` tests the pattern itself)."""
+        parts: list[ColumnElement[bool]] = []
+        if selector.ids:
+            parts.append(_H.c.entity_id.in_(selector.ids))
+        if selector.types:
+            parts.append(self._type_filter(tenant, selector.types))
+        if selector.id_pattern:
+            parts += _prefix_range(selector.id_pattern)
+        return and_(*parts) if parts else true()
 
     @staticmethod
     def _type_filter(tenant: str, types: list[frozenset[str]]) -> ColumnElement[bool]:
@@ -708,7 +728,8 @@ class TemporalStore:
         ids_sql = select(_H.c.entity_id).where(*filters).group_by(_H.c.entity_id)
         pattern = re.compile(query.id_pattern) if query.id_pattern else None
         current = query.geo is not None or query.scope is not None
-        if query.q is None and pattern is None and not current:
+        patterned = any(s.id_pattern for s in query.selectors or ())
+        if query.q is None and pattern is None and not current and not patterned:
             total = None
             if query.count:
                 total = session.execute(
@@ -731,6 +752,8 @@ class TemporalStore:
                 break
             last = chunk[-1]
             candidates = [i for i in chunk if pattern is None or pattern.fullmatch(i)]
+            if patterned and candidates:
+                candidates = self._selected(session, tenant, query, candidates)
             if current and candidates:
                 candidates = self._current_matches(session, tenant, query, candidates)
                 if query.geo is not None:
@@ -746,6 +769,23 @@ class TemporalStore:
             if len(chunk) < CHUNK:
                 break
         return matched, (seen if query.count else None)
+
+    def _selected(
+        self, session: Session, tenant: str, query: TemporalQuery, ids: list[str]
+    ) -> list[str]:
+        """The ids matching one of the query's selectors, idPatterns included: the SQL filter
+        let through any id matching some selector's other members and some pattern's prefix."""
+        common = self._row_filters(tenant, query, ids)
+        kept: set[str] = set()
+        for selector in query.selectors or ():
+            found = session.scalars(
+                select(_H.c.entity_id)
+                .where(*common, self._selector_filter(tenant, selector))
+                .group_by(_H.c.entity_id)
+            )
+            pattern = re.compile(selector.id_pattern) if selector.id_pattern else None
+            kept.update(i for i in found if pattern is None or pattern.fullmatch(i))
+        return [i for i in ids if i in kept]
 
     @staticmethod
     def _current_matches(
@@ -1274,22 +1314,13 @@ def _content_range(
     return f"date-time {iso(start)}-{iso(latest)}/*"
 
 
-_REGEX_META = set(".^$*+?{}[]\\|()")
-
-
-def _literal_prefix(pattern: str) -> str:
-    """The literal text every full match of an idPattern starts with ('' if none)."""
-    body = pattern[1:] if pattern.startswith("^") else pattern
-    prefix: list[str] = []
-    for i, ch in enumerate(body):
-        if ch in _REGEX_META:
-            if ch in "*?{" and prefix:
-                prefix.pop()
-            break
-        if i + 1 < len(body) and body[i + 1] in "*?{":
-            break
-        prefix.append(ch)
-    return "".join(prefix)
+def _prefix_range(pattern: str) -> list[ColumnElement[bool]]:
+    """History rows whose entity id starts with an idPattern's literal prefix (none if the
+    pattern has none)."""
+    prefix = literal_prefix(pattern)
+    if not prefix:
+        return []
+    return [_H.c.entity_id >= prefix, _H.c.entity_id < prefix + "\U0010ffff"]
 
 
 _NOT_CURRENT = ("instanceId", "createdAt", "modifiedAt", "deletedAt")
