@@ -260,7 +260,7 @@ def test_a_stop_ends_the_run_early() -> None:
     timer.start()
     started = time.monotonic()
     Simulation(fleet_of(3), 10, Recorder()).run(stop)  # no duration: runs until stopped
-    assert time.monotonic() - started < 2
+    assert time.monotonic() - started < 10  # (a bound for a busy machine; unstopped, it never ends)
 
 
 @pytest.mark.parametrize(
