@@ -245,6 +245,38 @@ def test_q_and_geoq_filter(
     assert geo_ids == ["urn:ngsi-ld:AirQualityObserved:a", "urn:ngsi-ld:AirQualityObserved:b"]
 
 
+def test_scope_q_filter(
+    api: TestClient,
+    auth: dict[str, str],
+    context: AppContext,
+    runtime: subscriptions.Runtime,
+    receiver: Receiver,
+) -> None:
+    create(api, auth, subscription(receiver.url, scopeQ="/上海/黄浦区/#"))
+    scopes = {"bund": "/上海/黄浦区/外滩", "pudong": "/上海/浦东新区", "none": None}
+    for name, scope in scopes.items():
+        item: dict[str, Any] = {
+            "id": f"urn:ngsi-ld:AirQualityObserved:{name}",
+            "type": "AirQualityObserved",
+            "pm25": {"type": "Property", "value": 42},
+        }
+        if scope is not None:
+            item["scope"] = scope
+        reply = api.post("/ngsi-ld/v1/entities", json=item, headers=auth)
+        assert reply.status_code == 201, reply.text
+    ids = [d["id"] for d in flat(receiver.wait(1) + receiver.quiet())]
+    assert ids == ["urn:ngsi-ld:AirQualityObserved:bund"]
+    # the scopes after the change decide: one moved into Huangpu is notified from then on
+    moved = {"scope": ["/上海/黄浦区", "/CompanyA"], "pm25": {"type": "Property", "value": 43}}
+    reply = api.patch(
+        "/ngsi-ld/v1/entities/urn:ngsi-ld:AirQualityObserved:pudong", json=moved, headers=auth
+    )
+    assert reply.status_code == 204, reply.text
+    [got] = receiver.wait(1)
+    assert got.body["data"][0]["id"] == "urn:ngsi-ld:AirQualityObserved:pudong"
+    assert receiver.quiet() == []
+
+
 def test_throttling(
     api: TestClient,
     auth: dict[str, str],

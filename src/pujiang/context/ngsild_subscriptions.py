@@ -69,7 +69,7 @@ _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 MAX_LIMIT = 1000
 DEFAULT_LIMIT = 20
 STATUS_MEMBERS = ("timesSent", "timesFailed", "lastNotification", "lastSuccess", "lastFailure")
-UNSUPPORTED = ("csf", "temporalQ", "scopeQ")
+UNSUPPORTED = ("csf", "temporalQ")
 
 
 class SubscriptionError(ValueError):
@@ -380,6 +380,12 @@ def compile_subscription(
         compiled["q"] = doc["q"]
     if "geoQ" in doc:
         compiled["geoQ"] = _geo(doc["geoQ"], terms)
+    if "scopeQ" in doc:
+        try:
+            subs.compile_scope(doc["scopeQ"])
+        except ValueError as exc:
+            raise SubscriptionError(f"scopeQ: {exc}") from exc
+        compiled["scopeQ"] = doc["scopeQ"]
     if "isActive" in doc and not isinstance(doc["isActive"], bool):
         raise SubscriptionError("isActive must be true or false")
     if "expiresAt" in doc and _time(doc["expiresAt"], "expiresAt") <= now and check_expiry:

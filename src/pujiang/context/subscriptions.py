@@ -7,10 +7,10 @@ Three parts, each doing one job:
   names; built by `ngsild_subscriptions.compile_subscription`).
 - **Matcher** (`Matcher.on_entity_changed`, a handler of `context.entity.changed` on the bus):
   decides which subscriptions an entity change fires (entity selectors, `watchedAttributes`,
-  `notificationTrigger`, `q`, `geoQ`, `isActive`, `expiresAt`, `throttling`), renders the entity
-  as the subscription asked (attributes, format, compacted with the subscription's @context)
-  and writes one outbox row per notification in one short transaction of its own. That is all
-  the request that made the change pays for.
+  `notificationTrigger`, `q`, `geoQ`, `scopeQ`, `isActive`, `expiresAt`, `throttling`),
+  renders the entity as the subscription asked (attributes, format, compacted with the
+  subscription's @context) and writes one outbox row per notification in one short
+  transaction of its own. That is all the request that made the change pays for.
 - **Dispatcher**: a worker thread running an asyncio loop. It claims due outbox rows (a lease,
   `FOR UPDATE SKIP LOCKED` on PostgreSQL, so several nodes may run one each), groups them per
   endpoint and per subscription, and sends each group as one notification. Every endpoint has
@@ -39,7 +39,7 @@ import orjson
 from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
-from pujiang.context import ngsild_join
+from pujiang.context import ngsild_join, ngsild_scope
 from pujiang.context.jsonld import (
     CORE_CONTEXT_URL,
     DEFAULT_VOCAB,
@@ -248,6 +248,8 @@ class Compiled:
     # The @context notifications are compacted with: `jsonldContext` (Table 5.2.12-1) when
     # given, else `terms` (the one the subscription was written with).
     notify_terms: ActiveContext | None = None
+    # scopeQ (clause 4.19), tested on the entity's scopes as they are after the change.
+    scope: ngsild_scope.ScopeExpr | None = None
 
     @property
     def shown_terms(self) -> ActiveContext:
@@ -294,6 +296,7 @@ class Compiled:
                 else None
             ),
             join_level=int(doc.get("joinLevel") or ngsild_join.DEFAULT_LEVEL),
+            scope=compile_scope(doc["scopeQ"]) if doc.get("scopeQ") else None,
         )
 
     def keeps_instance(self, instance: dict[str, Any]) -> bool:
@@ -320,6 +323,8 @@ class Compiled:
     def filters_pass(self, entity: dict[str, Any]) -> bool:
         if self.q is not None and not _evaluate_q(self.q, entity):
             return False
+        if self.scope is not None and not ngsild_scope.matches_entity(self.scope, entity):
+            return False
         return self.geo is None or self.geo.matches_entity(entity)
 
     def fired_by(self, changes: dict[str, set[str]], entity: dict[str, Any]) -> str | None:
@@ -343,6 +348,12 @@ def compile_q(text: str, terms: ActiveContext) -> QExpr:
     Raises ValueError (QSyntaxError) naming the fault.
     """
     return parse_q(text).map_names(terms.expand)
+
+
+def compile_scope(text: Any) -> ngsild_scope.ScopeExpr:
+    """parse_scope_q of `context/ngsild_scope.py`; ValueError (ScopeQSyntaxError) naming the
+    fault and its position."""
+    return ngsild_scope.parse_scope_q(text)
 
 
 def _evaluate_q(expr: QExpr, entity: dict[str, Any]) -> bool:
