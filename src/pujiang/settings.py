@@ -65,6 +65,14 @@ class Settings(BaseSettings):
     # negotiation"): host names separated by commas, `*` for any public host; empty: none.
     context_fetch_hosts: str = ""
     context_fetch_timeout: float = Field(default=5.0, gt=0, le=60)
+    # NGSI-LD notification delivery (docs/context.md "Subscriptions and notifications"): the
+    # time one send may take; a failed notification is retried after a backoff that starts at
+    # `backoff_base` seconds and doubles up to `backoff_max`, until `max_attempts` sends.
+    context_notify_timeout: float = Field(default=10.0, gt=0, le=300)
+    context_notify_max_attempts: int = Field(default=8, ge=1, le=100)
+    context_notify_backoff_base: float = Field(default=1.0, gt=0, le=3600)
+    context_notify_backoff_max: float = Field(default=300.0, gt=0, le=86_400)
+    context_notify_per_endpoint: int = Field(default=4, ge=1, le=64)
 
     mqtt_url: str | None = None
     # Device ingest (docs/iot.md): the MQTT consumer's client id (its persistent session) and,

@@ -1055,6 +1055,19 @@ class DeliveryConfig:
     lease_seconds: float = 120.0  # a claimed row returns to the pool after this
     jitter: float = 0.2  # backoff is multiplied by a random factor in [1 - jitter, 1]
 
+    @classmethod
+    def from_settings(cls, settings: Any) -> DeliveryConfig:
+        """The operator's choices (`context_notify_*` settings); the rest as defaulted here."""
+        return cls(
+            max_attempts=settings.context_notify_max_attempts,
+            backoff_base=settings.context_notify_backoff_base,
+            backoff_max=max(
+                settings.context_notify_backoff_max, settings.context_notify_backoff_base
+            ),
+            timeout=settings.context_notify_timeout,
+            per_endpoint_concurrency=settings.context_notify_per_endpoint,
+        )
+
 
 EntitySource = Callable[[Session, str, dict[str, Any]], list[dict[str, Any]]]
 
@@ -1499,6 +1512,8 @@ def install(
 
     processor = processor_of(context)
     linked = broker_linked(context)
+    if config is None and getattr(context, "settings", None) is not None:
+        config = DeliveryConfig.from_settings(context.settings)
     dispatcher = Dispatcher(
         context.db,
         config,
