@@ -383,6 +383,27 @@ def test_tenants_are_separate(api: TestClient, auth: dict[str, str]) -> None:
     assert bad.json()["type"] == BAD_DATA
 
 
+def test_an_unknown_tenant_is_nonexistent_not_a_missing_subscription(
+    api: TestClient, auth: dict[str, str]
+) -> None:
+    sub_id = create(api, auth, subscription("http://127.0.0.1:9/n"), **{"NGSILD-Tenant": "t1"})
+    nowhere = {**auth, "NGSILD-Tenant": "nowhere"}
+    fragment = {"throttling": 5}
+    for reply in (
+        api.get(f"{SUBS}/{sub_id}", headers=nowhere),
+        api.patch(f"{SUBS}/{sub_id}", json=fragment, headers=nowhere),
+        api.delete(f"{SUBS}/{sub_id}", headers=nowhere),
+    ):
+        assert reply.status_code == 404, reply.text
+        assert reply.json()["type"].endswith("NonexistentTenant")
+    # a known tenant without that subscription: ResourceNotFound, and the subscription is kept
+    other = create(api, auth, subscription("http://127.0.0.1:9/n"), **{"NGSILD-Tenant": "t2"})
+    missing = api.delete(f"{SUBS}/{sub_id}", headers={**auth, "NGSILD-Tenant": "t2"})
+    assert missing.json()["type"].endswith("ResourceNotFound")
+    assert api.get(f"{SUBS}/{sub_id}", headers={**auth, "NGSILD-Tenant": "t1"}).status_code == 200
+    assert other != sub_id
+
+
 def test_permissions(
     api: TestClient, auth: dict[str, str], login: Callable[..., dict[str, str]]
 ) -> None:

@@ -51,7 +51,7 @@ from pujiang.context.notify import (
 from pujiang.context.subscription_models import Subscription
 from pujiang.platform import audit
 from pujiang.platform.db import utcnow
-from pujiang.platform.deps import Context, DbSession, require
+from pujiang.platform.deps import AppContext, Context, DbSession, require
 from pujiang.platform.roles import CONTEXT_SUBSCRIBE
 from pujiang.platform.security import CurrentPrincipal
 
@@ -587,7 +587,7 @@ def _keep_implicit(
         implicit_contexts.ensure(session, str(request.base_url), ld_context)
 
 
-def _found(session: DbSession, tenant: str, sub_id: str) -> Subscription:
+def _found(session: DbSession, context: AppContext, tenant: str, sub_id: str) -> Subscription:
     if not sub_id:
         # PATCH or DELETE on the collection itself (`/subscriptions/`, the suite's 029_01 and
         # 032_01): only GET and POST apply there.
@@ -603,6 +603,7 @@ def _found(session: DbSession, tenant: str, sub_id: str) -> Subscription:
         raise bad_data(f"订阅 id 必须是 URI / {exc}") from exc
     row = subs.get(session, tenant, sub_id)
     if row is None:
+        broker_of(context).require_tenant(tenant)  # an unknown tenant is NonexistentTenant
         raise NgsiLdError("ResourceNotFound", f"there is no subscription {sub_id!r}")
     return row
 
@@ -613,7 +614,7 @@ def _found(session: DbSession, tenant: str, sub_id: str) -> Subscription:
 @router.post("/subscriptions/", status_code=201, include_in_schema=False)
 @checked_params(*DISTRIBUTION)
 async def create_subscription(
-    request: Request, session: DbSession, principal: Subscriber
+    request: Request, session: DbSession, context: Context, principal: Subscriber
 ) -> Response:
     tenant = tenant_of(request)
     doc, ld_context = await read_document(request)
@@ -629,6 +630,7 @@ async def create_subscription(
             subs.create(session, tenant, body, compiled, ld_context, principal.actor)
     except IntegrityError as exc:
         raise NgsiLdError("AlreadyExists", f"a subscription {doc['id']!r} exists already") from exc
+    broker_of(context).ensure_tenant(session, tenant)  # clause 4.14: made by its first resource
     audit.append(
         session,
         actor=principal.actor,
@@ -690,10 +692,10 @@ def list_subscriptions(
 @router.get("/subscriptions/{sub_id:path}")
 @checked_params(*DISTRIBUTION)
 def get_subscription(
-    sub_id: str, request: Request, session: DbSession, _principal: Subscriber
+    sub_id: str, request: Request, session: DbSession, context: Context, _principal: Subscriber
 ) -> Response:
     negotiate(request, geo=False)  # 406 comes before 404 (clause 6.3.4)
-    row = _found(session, tenant_of(request), sub_id)
+    row = _found(session, context, tenant_of(request), sub_id)
     implicit = _implicit_of(session, [row])
     body = render(row, with_context=_wants_jsonld(request), implicit=implicit)
     return _json(body, request, [row], implicit=implicit)
@@ -702,25 +704,25 @@ def get_subscription(
 @router.patch("/subscriptions/{sub_id:path}", status_code=204)
 @checked_params(*DISTRIBUTION)
 async def update_subscription(
-    sub_id: str, request: Request, session: DbSession, principal: Subscriber
+    sub_id: str, request: Request, session: DbSession, context: Context, principal: Subscriber
 ) -> Response:
     tenant = tenant_of(request)
     fragment, ld_context = await read_document(request, merge=True)
-    row = _found(session, tenant, sub_id)
+    row = _found(session, context, tenant, sub_id)
     if "id" in fragment and fragment["id"] != sub_id:
         raise bad_data("the id of a subscription cannot be changed")
     fragment = clean_document(fragment)
     if not fragment:
         raise bad_data("the fragment changes nothing: send the members to change")
-    context = ld_context if ld_context is not None else row.ld_context
+    terms = ld_context if ld_context is not None else row.ld_context
     try:
         body = merge_fragment(row.body, fragment)
     except SubscriptionError as exc:
         raise bad_data(str(exc)) from exc
-    compiled = _compile(request, body, context, check_expiry="expiresAt" in fragment)
+    compiled = _compile(request, body, terms, check_expiry="expiresAt" in fragment)
     if ld_context is not None:
         _keep_implicit(request, session, body, ld_context)
-    subs.replace(session, row, body, compiled, context)
+    subs.replace(session, row, body, compiled, terms)
     audit.append(
         session,
         actor=principal.actor,
@@ -735,10 +737,10 @@ async def update_subscription(
 @router.delete("/subscriptions/{sub_id:path}", status_code=204)
 @checked_params(*DISTRIBUTION)
 def delete_subscription(
-    sub_id: str, request: Request, session: DbSession, principal: Subscriber
+    sub_id: str, request: Request, session: DbSession, context: Context, principal: Subscriber
 ) -> Response:
     tenant = tenant_of(request)
-    row = _found(session, tenant, sub_id)
+    row = _found(session, context, tenant, sub_id)
     subs.remove(session, row)
     audit.append(
         session,
