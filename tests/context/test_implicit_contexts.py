@@ -75,9 +75,11 @@ def test_several_urls_get_one_implicit_context(client: TestClient, writer: H, re
     assert made.status_code == 201, made.text
     stored = client.get(f"{BASE}/entities/urn:ngsi-ld:Thing:1", headers=reader).json()
     assert {"https://example.org/terms#pm25", "https://example.org/terms#no2"} <= set(stored)
-    # A JSON reply names it in the Link header.
-    got = client.get(f"{SUBS}/urn:ngsi-ld:Subscription:i1", headers=writer)
+    # Read with it, the subscription's names are shown as written, and the Link names it.
+    link = {**writer, "Link": f'<{url}>; rel="http://www.w3.org/ns/json-ld#context"'}
+    got = client.get(f"{SUBS}/urn:ngsi-ld:Subscription:i1", headers=link)
     assert url in got.headers["link"]
+    assert got.json()["entities"] == [{"type": "AirQualityObserved"}]
 
 
 def test_same_context_shares_one_entry_and_one_url_needs_none(

@@ -369,8 +369,11 @@ def test_jsonld_body_and_link_header_expand_names(api: TestClient, auth: dict[st
         assert row.compiled["entities"][0]["types"] == [["https://example.org/air#Station"]]
         assert row.ld_context == context
         assert "@context" not in row.body
+    # Read without an @context, the names are compacted with the core context: full IRIs.
     body = api.get(f"{SUBS}/{sub_id}", headers={**auth, "Accept": "application/ld+json"}).json()
-    assert body["@context"] == context
+    assert body["@context"] == subscriptions.CORE_CONTEXT_URL
+    assert body["entities"] == [{"type": "https://example.org/air#Station"}]
+    assert body["watchedAttributes"] == ["https://example.org/air#pm25"]
 
 
 def test_tenants_are_separate(api: TestClient, auth: dict[str, str]) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -24,6 +25,7 @@ from pujiang.context import subscriptions as subs
 from pujiang.context.errors import BadData
 from pujiang.context.jsonld import (
     ActiveContext,
+    ContextNotAvailable,
     ContextProcessor,
     InvalidContext,
 )
@@ -466,7 +468,11 @@ def _implicit_of(session: DbSession, rows: list[Subscription]) -> dict[str, str]
 
 
 def render(
-    row: Subscription, *, with_context: bool, implicit: dict[str, str] | None = None
+    row: Subscription,
+    *,
+    with_context: bool,
+    implicit: dict[str, str] | None = None,
+    names: Renamer | None = None,
 ) -> dict[str, Any]:
     """A stored subscription as GET returns it: the document as written, the defaults of the
     members it left out (Tables 5.2.12-1, 5.2.14-1, 5.2.15-1: notificationTrigger,
@@ -475,8 +481,12 @@ def render(
     `isActive`, whose absence already says true) and the status members that have a value
     (Table 5.2.14-1, all 0..1): `timesSent`, `timesFailed`, `lastNotification` and the
     notification's `status` once a notification was sent, `lastSuccess`/`lastFailure` once one
-    succeeded/failed. Before the first notification none of them is shown."""
-    out = dict(row.body)
+    succeeded/failed. Before the first notification none of them is shown.
+
+    `names` (see `_renamer`) compacts the names of the document with the request's @context
+    instead (clause 5.8.2: each term as the request's @context names its IRI); the JSON-LD
+    form then carries that @context."""
+    out = _renamed(row.body, names) if names is not None else dict(row.body)
     out.setdefault("notificationTrigger", list(subs.DEFAULT_TRIGGERS))
     if "jsonldContext" not in out:
         url = _context_url(row, implicit or {})
@@ -504,8 +514,75 @@ def render(
         notification["status"] = "failed" if failed else "ok"
     out["notification"] = notification
     if with_context:
-        out["@context"] = row.ld_context or subs.CORE_CONTEXT_URL
+        shown = names.context if names is not None else row.ld_context
+        out["@context"] = shown or subs.CORE_CONTEXT_URL
     return out
+
+
+@dataclass(frozen=True)
+class Renamer:
+    """Names as one subscription's @context reads them, compacted with the request's."""
+
+    stored: ActiveContext
+    wanted: ActiveContext
+    context: str  # the request's @context URL (the core context's when it named none)
+
+    def __call__(self, name: str) -> str:
+        return self.wanted.compact(self.stored.expand(name))
+
+
+def _renamer(request: Request, row: Subscription) -> Renamer | None:
+    """How to show `row`'s names to this request; None when the request reads them with the
+    @context they were written with (the document is then shown as written)."""
+    wanted = link_context(request) or subs.CORE_CONTEXT_URL
+    if _default_context_url(row.ld_context) == wanted:
+        return None
+    processor = processor_of(request.app.state.pujiang)
+    try:
+        stored = subs.terms_for(row.ld_context, processor)
+        return Renamer(stored, processor.active(wanted), wanted)
+    except (ContextNotAvailable, InvalidContext):
+        return None  # a @context no longer available: the names as written
+
+
+_TYPE_TOKENS = re.compile(r"([,;|()\s])")
+
+
+def _renamed(body: dict[str, Any], names: Renamer) -> dict[str, Any]:
+    """`body` with its attribute and type names renamed: entity types (within their type
+    expressions), watchedAttributes, geoQ.geoproperty, notification.attributes/pick/omit. A
+    `q` keeps its text: the query language has no syntax for full IRIs."""
+    out = dict(body)
+
+    def name_list(value: Any) -> Any:
+        if isinstance(value, str):
+            return ",".join(names(v.strip()) for v in value.split(","))
+        if isinstance(value, list):
+            return [names(v) if isinstance(v, str) else v for v in value]
+        return value
+
+    if isinstance(out.get("entities"), list):
+        out["entities"] = [_renamed_selector(item, names) for item in out["entities"]]
+    if "watchedAttributes" in out:
+        out["watchedAttributes"] = name_list(out["watchedAttributes"])
+    geo = out.get("geoQ")
+    if isinstance(geo, dict) and isinstance(geo.get("geoproperty"), str):
+        out["geoQ"] = {**geo, "geoproperty": names(geo["geoproperty"])}
+    notification = out.get("notification")
+    if isinstance(notification, dict):
+        out["notification"] = {
+            k: name_list(v) if k in ("attributes", "pick", "omit") else v
+            for k, v in notification.items()
+        }
+    return out
+
+
+def _renamed_selector(item: Any, names: Renamer) -> Any:
+    if not isinstance(item, dict) or not isinstance(item.get("type"), str):
+        return item
+    tokens = _TYPE_TOKENS.split(item["type"])
+    renamed = "".join(t if not t or _TYPE_TOKENS.fullmatch(t) else names(t) for t in tokens)
+    return {**item, "type": renamed}
 
 
 # -- requests -------------------------------------------------------------------------------------
@@ -545,23 +622,18 @@ def _wants_jsonld(request: Request) -> bool:
 def _json(
     content: Any,
     request: Request,
-    rows: list[Subscription],
     headers: dict[str, str] | None = None,
-    implicit: dict[str, str] | None = None,
 ) -> Response:
     """The reply in JSON-LD (the @context in each subscription, see `render`) or in JSON with
-    the @context in a Link header (clause 6.3.5), as the entity routes answer. The Link names
-    the @context the subscriptions were written with (or its ImplicitlyCreated copy) when it is
-    one URL shared by all of `rows`; otherwise (several on one page) the request's Link
-    @context, else the core context. A `Link` in `headers` (paging) is kept before it."""
+    the @context in a Link header (clause 6.3.5), as the entity routes answer: the request's
+    Link @context, with which `render` compacted the names, else the core context. A `Link` in
+    `headers` (paging) is kept before it."""
     headers = dict(headers or {})
     if _wants_jsonld(request):
         return Response(orjson.dumps(content), media_type=JSONLD, headers=headers)
-    urls = {_context_url(row, implicit or {}) for row in rows}
-    url = urls.pop() if len(urls) == 1 else None
-    if url is not None:  # a header is Latin-1: an IRI goes percent-encoded (RFC 3987 3.1)
-        url = quote(url, safe=":/?#[]@!$&'()*+,;=%~")
-    link = _link_header(url or link_context(request))
+    url = link_context(request) or subs.CORE_CONTEXT_URL
+    # a header is Latin-1: an IRI goes percent-encoded (RFC 3987 3.1)
+    link = _link_header(quote(url, safe=":/?#[]@!$&'()*+,;=%~"))
     headers["Link"] = f"{headers['Link']}, {link}" if "Link" in headers else link
     return Response(orjson.dumps(content), media_type=JSON, headers=headers)
 
@@ -681,11 +753,12 @@ def list_subscriptions(
     if links:
         headers["Link"] = links
     return _json(
-        [render(r, with_context=with_context, implicit=implicit) for r in rows],
+        [
+            render(r, with_context=with_context, implicit=implicit, names=_renamer(request, r))
+            for r in rows
+        ],
         request,
-        rows,
         headers,
-        implicit,
     )
 
 
@@ -697,8 +770,9 @@ def get_subscription(
     negotiate(request, geo=False)  # 406 comes before 404 (clause 6.3.4)
     row = _found(session, context, tenant_of(request), sub_id)
     implicit = _implicit_of(session, [row])
-    body = render(row, with_context=_wants_jsonld(request), implicit=implicit)
-    return _json(body, request, [row], implicit=implicit)
+    names = _renamer(request, row)
+    body = render(row, with_context=_wants_jsonld(request), implicit=implicit, names=names)
+    return _json(body, request)
 
 
 @router.patch("/subscriptions/{sub_id:path}", status_code=204)
