@@ -1058,6 +1058,19 @@ def selector_members(item: Any, position: int) -> dict[str, Any]:
     return item
 
 
+def query_selectors(
+    ld: LdRequest, payload: dict[str, Any]
+) -> tuple[dict[str, Any], list[EntitySelector]]:
+    """A POST query's `entities`: one selector's members (an ordinary query's id, idPattern
+    and type), or, for several, the alternatives (the members dict then empty)."""
+    selectors = payload.get("entities") or []
+    if not isinstance(selectors, list):
+        raise BadData("entities 必须是数组 / entities must be an array of entity selectors")
+    if len(selectors) > 1:
+        return {}, [entity_selector(ld, item, n) for n, item in enumerate(selectors)]
+    return (selector_members(selectors[0], 0) if selectors else {}), []
+
+
 def entity_selector(ld: LdRequest, item: Any, position: int) -> EntitySelector:
     """One of several selectors: each must narrow (alone, the Query's other members may)."""
     item = selector_members(item, position)
@@ -1710,16 +1723,7 @@ def batch_query(
         body=True,
     )
     renderer = _renderer(ld, options, format, lang, linked.pick, linked.omit, payload.get("attrs"))
-    selectors = payload.get("entities") or []
-    if not isinstance(selectors, list):
-        raise BadData("entities 必须是数组 / entities must be an array of entity selectors")
-    # One selector is an ordinary query's id/idPattern/type; several are alternatives.
-    several = (
-        [entity_selector(ld, item, n) for n, item in enumerate(selectors)]
-        if len(selectors) > 1
-        else []
-    )
-    selector = selector_members(selectors[0], 0) if len(selectors) == 1 else {}
+    selector, several = query_selectors(ld, payload)
     geo_q = payload.get("geoQ") or {}
     if not isinstance(geo_q, dict):
         raise BadData("geoQ 必须是对象 / geoQ must be an object")

@@ -45,16 +45,15 @@ from pujiang.context.ngsild import (
     check_entity_id,
     check_options,
     checked_params,
-    entity_selector,
     no_content,
     parse_datasets,
     parse_geo,
     parse_scope,
     parse_types,
     projection,
+    query_selectors,
     read_payload,
     reply,
-    selector_members,
 )
 from pujiang.context.ngsild import (
     location as location_header,
@@ -572,16 +571,7 @@ def query_temporal_post(
     representation, sys_attrs = _representation(options, format)
     shown = projection(ld, payload.get("pick"), payload.get("omit"), payload.get("attrs"))
     count = count or "count" in (options or "").split(",")
-    selectors = payload.get("entities") or []
-    if not isinstance(selectors, list):
-        raise BadData("entities 必须是数组 / entities must be an array of entity selectors")
-    # One selector is an ordinary query's id/idPattern/type; several are alternatives.
-    several = (
-        [entity_selector(ld, item, n) for n, item in enumerate(selectors)]
-        if len(selectors) > 1
-        else []
-    )
-    selector = selector_members(selectors[0], 0) if len(selectors) == 1 else {}
+    selector, several = query_selectors(ld, payload)
     temporal = payload.get("temporalQ") or {}
     if not isinstance(temporal, dict):
         raise BadData("temporalQ 必须是对象 / temporalQ must be an object")
@@ -597,7 +587,7 @@ def query_temporal_post(
     if geo_q is not None and not isinstance(geo_q, dict):
         raise BadData("geoQ 必须是对象 / geoQ must be an object")
     scope_q = payload.get("scopeQ")
-    if not (selectors or attrs or q or geo_q or scope_q is not None):
+    if not (payload.get("entities") or attrs or q or geo_q or scope_q is not None):
         raise BadData(
             "查询时间演变至少需要 entities、attrs、q、geoQ 或 scopeQ 之一 / querying temporal "
             "evolution needs entities, attrs, q, geoQ or scopeQ"
