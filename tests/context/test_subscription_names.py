@@ -88,3 +88,21 @@ def test_names_follow_the_reading_context(client: TestClient, writer: H) -> None
     # the list reads every subscription the same way
     [listed] = client.get(SUBS, headers=link(writer, chinese)).json()
     assert listed["watchedAttributes"] == ["细颗粒物"]
+
+
+def test_an_unknown_reading_context_is_504_not_the_names_as_written(
+    client: TestClient, writer: H
+) -> None:
+    doc = {
+        "id": "urn:ngsi-ld:Subscription:unknown-ctx",
+        "type": "Subscription",
+        "entities": [{"type": "Station"}],
+        "notification": {"endpoint": {"uri": "http://127.0.0.1:9/n"}},
+    }
+    assert client.post(SUBS, json=doc, headers=writer).status_code == 201
+    reply = client.get(
+        f"{SUBS}/urn:ngsi-ld:Subscription:unknown-ctx",
+        headers=link(writer, "https://example.org/nowhere.jsonld"),
+    )
+    assert reply.status_code == 504, reply.text
+    assert reply.json()["type"].endswith("LdContextNotAvailable")

@@ -20,7 +20,7 @@ import orjson
 from fastapi import APIRouter, Depends, Request, Response
 from sqlalchemy.exc import IntegrityError
 
-from pujiang.context import implicit_contexts, ngsild_join
+from pujiang.context import implicit_contexts, ngsild_join, ngsild_scope
 from pujiang.context import subscriptions as subs
 from pujiang.context.errors import BadData
 from pujiang.context.jsonld import (
@@ -384,7 +384,7 @@ def compile_subscription(
         compiled["geoQ"] = _geo(doc["geoQ"], terms)
     if "scopeQ" in doc:
         try:
-            subs.compile_scope(doc["scopeQ"])
+            ngsild_scope.parse_scope_q(doc["scopeQ"])
         except ValueError as exc:
             raise SubscriptionError(f"scopeQ: {exc}") from exc
         compiled["scopeQ"] = doc["scopeQ"]
@@ -538,11 +538,11 @@ def _renamer(request: Request, row: Subscription) -> Renamer | None:
     if _default_context_url(row.ld_context) == wanted:
         return None
     processor = processor_of(request.app.state.pujiang)
+    terms = processor.active(wanted)  # one the broker lacks is 504, as on the entity routes
     try:
-        stored = subs.terms_for(row.ld_context, processor)
-        return Renamer(stored, processor.active(wanted), wanted)
+        return Renamer(subs.terms_for(row.ld_context, processor), terms, wanted)
     except (ContextNotAvailable, InvalidContext):
-        return None  # a @context no longer available: the names as written
+        return None  # its own @context no longer available: the names as written
 
 
 _TYPE_TOKENS = re.compile(r"([,;|()\s])")
