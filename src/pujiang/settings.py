@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -106,6 +106,15 @@ class Settings(BaseSettings):
             # psycopg 3 is the driver we ship; SQLAlchemy's bare postgresql:// means psycopg2.
             value = "postgresql+psycopg://" + value.removeprefix("postgresql://")
         return value
+
+    @model_validator(mode="after")
+    def _notify_backoff(self) -> Settings:
+        if self.context_notify_backoff_max < self.context_notify_backoff_base:
+            raise ValueError(
+                "context_notify_backoff_max must not be below context_notify_backoff_base "
+                f"({self.context_notify_backoff_max} < {self.context_notify_backoff_base})"
+            )
+        return self
 
     @classmethod
     def settings_customise_sources(

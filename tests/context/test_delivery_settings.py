@@ -72,3 +72,12 @@ def test_the_app_delivers_with_the_configured_settings(
 def test_bad_delivery_settings_are_refused(tmp_path: Path, name: str, value: Any) -> None:
     with pytest.raises(ValidationError, match=name):
         Settings(database_url=f"sqlite:///{tmp_path}/x.db", **{name: value})
+
+
+def test_a_backoff_cap_below_its_start_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="context_notify_backoff_max must not be below"):
+        Settings(
+            database_url=f"sqlite:///{tmp_path}/x.db",
+            context_notify_backoff_base=60,
+            context_notify_backoff_max=10,
+        )

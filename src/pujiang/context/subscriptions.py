@@ -296,7 +296,7 @@ class Compiled:
                 else None
             ),
             join_level=int(doc.get("joinLevel") or ngsild_join.DEFAULT_LEVEL),
-            scope=compile_scope(doc["scopeQ"]) if doc.get("scopeQ") else None,
+            scope=ngsild_scope.parse_scope_q(doc["scopeQ"]) if doc.get("scopeQ") else None,
         )
 
     def keeps_instance(self, instance: dict[str, Any]) -> bool:
@@ -348,12 +348,6 @@ def compile_q(text: str, terms: ActiveContext) -> QExpr:
     Raises ValueError (QSyntaxError) naming the fault.
     """
     return parse_q(text).map_names(terms.expand)
-
-
-def compile_scope(text: Any) -> ngsild_scope.ScopeExpr:
-    """parse_scope_q of `context/ngsild_scope.py`; ValueError (ScopeQSyntaxError) naming the
-    fault and its position."""
-    return ngsild_scope.parse_scope_q(text)
 
 
 def _evaluate_q(expr: QExpr, entity: dict[str, Any]) -> bool:
@@ -1061,9 +1055,7 @@ class DeliveryConfig:
         return cls(
             max_attempts=settings.context_notify_max_attempts,
             backoff_base=settings.context_notify_backoff_base,
-            backoff_max=max(
-                settings.context_notify_backoff_max, settings.context_notify_backoff_base
-            ),
+            backoff_max=settings.context_notify_backoff_max,
             timeout=settings.context_notify_timeout,
             per_endpoint_concurrency=settings.context_notify_per_endpoint,
         )
