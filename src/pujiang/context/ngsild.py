@@ -1003,7 +1003,7 @@ def build_query(
             check_entity_id(entity_id)
         query.ids = ids
     if id_pattern:
-        query.id_pattern = _checked_pattern(id_pattern)
+        query.id_pattern = checked_pattern(id_pattern)
     if attrs:
         for name in attrs:
             jsonld.check_name(name)
@@ -1036,7 +1036,7 @@ def build_query(
     return query
 
 
-def _checked_pattern(id_pattern: str) -> str:
+def checked_pattern(id_pattern: str) -> str:
     try:
         re.compile(id_pattern)
     except re.error as exc:
@@ -1086,7 +1086,7 @@ def entity_selector(ld: LdRequest, item: Any, position: int) -> EntitySelector:
     return EntitySelector(
         types=parse_types(item["type"], ld.ctx) if item.get("type") else None,
         ids=ids or None,
-        id_pattern=_checked_pattern(pattern) if pattern else None,
+        id_pattern=checked_pattern(pattern) if pattern else None,
     )
 
 
@@ -1749,9 +1749,9 @@ def batch_query(
         limit=limit,
         offset=offset,
         count=count,
-        require_filter=len(several) < 2,
+        require_filter=not several,
     )
-    if len(several) > 1:
+    if several:
         query.selectors = several
     return _query_reply(request, ld, query, renderer, geo_q.get("geoproperty"), linked=linked)
 

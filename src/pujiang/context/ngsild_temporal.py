@@ -7,7 +7,6 @@ Mount with `router.include_router(ngsild_temporal.router)` in `context/api.py`.
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -45,6 +44,7 @@ from pujiang.context.ngsild import (
     check_entity_id,
     check_options,
     checked_params,
+    checked_pattern,
     no_content,
     parse_datasets,
     parse_geo,
@@ -204,11 +204,7 @@ def _temporal_query(
     if ids:
         query.ids = [check_entity_id(i) for i in ids]
     if id_pattern:
-        try:
-            re.compile(id_pattern)
-        except re.error as exc:
-            raise BadData(f"idPattern 不是有效的正则：{exc} / idPattern is not a regex") from exc
-        query.id_pattern = id_pattern
+        query.id_pattern = checked_pattern(id_pattern)
     query.types = _types(type, ld.ctx)
     if attrs:
         for name in attrs:
@@ -629,7 +625,7 @@ def query_temporal_post(
         shown=shown,
         datasets=parse_datasets(payload.get("datasetId")),
     )
-    if len(several) > 1:
+    if several:
         query.selectors = several
     return _query_reply(request, ld, store, query, representation, sys_attrs, shown)
 
