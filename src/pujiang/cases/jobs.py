@@ -10,70 +10,36 @@ between batches). Several processes may run it at once: the rows are claimed wit
 from __future__ import annotations
 
 import contextlib
-import logging
 import threading
 from collections.abc import Iterator
 from typing import Any
 
-log = logging.getLogger(__name__)
+from pujiang.platform.jobs import PeriodicJob
 
 INTERVAL_KEY = "cases.escalation_seconds"  # context.extras: seconds between runs; 0 = off
 DEFAULT_SECONDS = 60.0
-STOP_TIMEOUT_SECONDS = 10.0
 
 
-class PeriodicEscalation:
+class PeriodicEscalation(PeriodicJob):
     """A daemon thread calling `escalate_overdue` every `every_seconds`."""
 
     def __init__(self, context: Any, every_seconds: float) -> None:
         self.context = context
-        self.every_seconds = every_seconds
-        self.runs = 0  # completed runs (for tests and diagnostics)
-        self.failures = 0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        super().__init__(
+            "cases-escalation", every_seconds, self._escalate, label="cases: periodic escalation"
+        )
 
-    def run_once(self) -> int:
+    def _escalate(self, stop: threading.Event) -> int:
         """Escalate every overdue case, batch by batch; returns how many."""
         from pujiang.cases import escalate_overdue
 
         total = 0
-        while not self._stop.is_set():
+        while not stop.is_set():
             batch = escalate_overdue(self.context)
             total += len(batch)
             if not batch:
                 break
         return total
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.every_seconds):
-            try:
-                count = self.run_once()
-            except Exception:  # never let one bad run end the job or the app
-                self.failures += 1
-                log.exception("cases: periodic escalation failed; trying again next time")
-            else:
-                if count:
-                    log.info("cases: escalated %d overdue cases", count)
-            self.runs += 1
-
-    def start(self) -> PeriodicEscalation:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._loop, name="cases-escalation", daemon=True)
-            self._thread.start()
-        return self
-
-    def stop(self, timeout: float = STOP_TIMEOUT_SECONDS) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            if self._thread.is_alive():
-                log.warning("cases: periodic escalation still running after %.0f s", timeout)
-            self._thread = None
-
-    @property
-    def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
 
 
 def interval(context: Any, every_seconds: float | None = None) -> float:
