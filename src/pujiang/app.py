@@ -15,6 +15,7 @@ from pujiang.catalog import api as catalog_api
 from pujiang.city import api as city_api
 from pujiang.city.registries import api as registries_api
 from pujiang.context import api as context_api
+from pujiang.context import jobs as context_jobs
 from pujiang.context import subscriptions as context_subscriptions
 from pujiang.iot import api as iot_api
 from pujiang.iot import bridge as iot_bridge
@@ -54,10 +55,11 @@ def create_app(settings: Settings, context: AppContext | None = None) -> FastAPI
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         # The subscription matcher and the notification worker live as long as the app,
-        # and so does the periodic escalation of overdue cases.
+        # and so do the periodic escalation of overdue cases and the history purge.
         with (
             context_subscriptions.delivery(context),
             cases_jobs.periodic_escalation(context),
+            context_jobs.history_retention(context),
             iot_worker.running(context),
         ):
             yield

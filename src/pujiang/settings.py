@@ -73,6 +73,11 @@ class Settings(BaseSettings):
     context_notify_backoff_base: float = Field(default=1.0, gt=0, le=3600)
     context_notify_backoff_max: float = Field(default=300.0, gt=0, le=86_400)
     context_notify_per_endpoint: int = Field(default=4, ge=1, le=64)
+    # NGSI-LD history retention (docs/context.md "History retention"): history rows stored more
+    # than this many days ago are purged; unset keeps every change. `pujiang serve` purges every
+    # `purge_interval` seconds; 0 leaves it to `pujiang context purge-history` (cron).
+    context_history_retention_days: int | None = Field(default=None, ge=1, le=36_500)
+    context_history_purge_interval: float = Field(default=3600.0, ge=0, le=7 * 86_400)
 
     mqtt_url: str | None = None
     # Device ingest (docs/iot.md): the MQTT consumer's client id (its persistent session) and,

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, delete, event, select
+from sqlalchemy import Table, delete, event, func, select
 from sqlalchemy.orm import Session
 
 from pujiang.context.models import ContextHistory, ContextSeries
@@ -205,3 +205,36 @@ def delete_rows(session: Session, series: Any) -> int:
     """Delete the history rows of the series selected; the number deleted."""
     result = session.execute(delete(HISTORY).where(HISTORY.c.series_id.in_(series)))
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+def purge_chunk(
+    session: Session, first_id: int, chunk: int, before: datetime, *, count: bool
+) -> tuple[int, int] | None:
+    """Delete (or with `count`, count) the history rows stored before `before` among the
+    `chunk` rows from id `first_id` on.
+
+    Returns (rows deleted or counted, the id after the chunk), or None when no row is left.
+    Ids grow with `modified_at`, the time a row was stored (never changed afterwards: a
+    replaced instance keeps it), so a caller walks them from the oldest up and stops at the
+    first chunk with nothing to purge. Only concurrent PostgreSQL writers interleave ids and
+    times, by the length of a transaction: a row that close to the cutoff waits for the next
+    run."""
+    ids = HISTORY.c.id
+    last = session.execute(
+        select(ids).where(ids >= first_id).order_by(ids).offset(chunk - 1).limit(1)
+    ).scalar()
+    if last is None:
+        last = session.execute(select(func.max(ids)).where(ids >= first_id)).scalar()
+        if last is None:
+            return None
+    where = (ids >= first_id, ids <= last, HISTORY.c.modified_at < before)
+    if count:
+        found = session.execute(select(func.count()).select_from(HISTORY).where(*where))
+        return int(found.scalar_one()), last + 1
+    result = session.execute(delete(HISTORY).where(*where))
+    return int(getattr(result, "rowcount", 0) or 0), last + 1
+
+
+def oldest_id(session: Session) -> int | None:
+    """The smallest history id, where a purge starts."""
+    return session.execute(select(func.min(HISTORY.c.id))).scalar()
