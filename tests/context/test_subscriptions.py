@@ -703,6 +703,18 @@ def test_event_changes() -> None:
         changed("delete_attrs", entity(pm25=None), before, [PM25])
     )
     assert deleted_attrs == {"attributeDeleted": {PM25}, "entityUpdated": {PM25}}
+    # The scope or the types alone: the entity is updated, no attribute is.
+    rescoped = subscriptions.event_changes(
+        changed("update", {**before, "scope": ["/上海/黄浦区"]}, before, [])
+    )
+    assert rescoped == {"entityUpdated": set()}
+    retyped = subscriptions.event_changes(
+        changed(
+            "update", {**before, "type": [*before["type"], DEFAULT_VOCAB + "Sensor"]}, before, []
+        )
+    )
+    assert retyped == {"entityUpdated": set()}
+    assert subscriptions.event_changes(changed("update", before, before, [])) == {}
     # Deleting an entity deletes its attributes: both triggers, naming every attribute.
     gone = subscriptions.event_changes(changed("delete", None, before))
     assert gone == {"entityDeleted": {PM25, LOCATION}, "attributeDeleted": {PM25, LOCATION}}

@@ -277,6 +277,37 @@ def test_scope_q_filter(
     assert receiver.quiet() == []
 
 
+def test_a_scope_change_alone_fires_entity_updated_only(
+    api: TestClient,
+    auth: dict[str, str],
+    context: AppContext,
+    runtime: subscriptions.Runtime,
+    receiver: Receiver,
+) -> None:
+    item = {"id": "urn:ngsi-ld:AirQualityObserved:s", "type": "AirQualityObserved"}
+    item["pm25"] = {"type": "Property", "value": 42}
+    reply = api.post("/ngsi-ld/v1/entities", json=item, headers=auth)
+    assert reply.status_code == 201, reply.text
+    entity_sub = create(
+        api, auth, subscription(receiver.url, notificationTrigger=["entityUpdated"])
+    )
+    create(api, auth, subscription(receiver.url))  # attribute triggers: not fired
+    create(  # watches an attribute: not fired either
+        api,
+        auth,
+        subscription(
+            receiver.url, notificationTrigger=["entityUpdated"], watchedAttributes=["pm25"]
+        ),
+    )
+    scoped = {"scope": "/上海/黄浦区"}
+    reply = api.patch(f"/ngsi-ld/v1/entities/{item['id']}", json=scoped, headers=auth)
+    assert reply.status_code == 204, reply.text
+    [got] = receiver.wait(1)
+    assert got.body["subscriptionId"] == entity_sub
+    assert got.body["data"][0]["scope"] == "/上海/黄浦区"
+    assert receiver.quiet() == []
+
+
 def test_throttling(
     api: TestClient,
     auth: dict[str, str],

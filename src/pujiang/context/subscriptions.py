@@ -411,7 +411,10 @@ def event_changes(event: dict[str, Any]) -> dict[str, set[str]]:
         changes["attributeUpdated"] = updated
     if deleted:
         changes["attributeDeleted"] = deleted
-    if created or updated or deleted or named:
+    # A change of the scope or the types alone updates the entity but no attribute: it fires
+    # entityUpdated for a subscription that watches no attributes.
+    reshaped = now.get("scope") != before.get("scope") or now.get("type") != before.get("type")
+    if created or updated or deleted or named or reshaped:
         changes["entityUpdated"] = created | updated | deleted | named
     return changes
 
