@@ -44,6 +44,7 @@ from pujiang.context.ngsild import (
     tenant_of,
 )
 from pujiang.context.ngsild_projection import ProjectionError, parse_projection
+from pujiang.context.ngsild_q import parse_q
 from pujiang.context.notify import (
     HTTP_SCHEMES,
     MQTT_SCHEMES,
@@ -550,8 +551,7 @@ _TYPE_TOKENS = re.compile(r"([,;|()\s])")
 
 def _renamed(body: dict[str, Any], names: Renamer) -> dict[str, Any]:
     """`body` with its attribute and type names renamed: entity types (within their type
-    expressions), watchedAttributes, geoQ.geoproperty, notification.attributes/pick/omit. A
-    `q` keeps its text: the query language has no syntax for full IRIs."""
+    expressions), watchedAttributes, `q`, geoQ.geoproperty, notification.attributes/pick/omit."""
     out = dict(body)
 
     def name_list(value: Any) -> Any:
@@ -565,6 +565,8 @@ def _renamed(body: dict[str, Any], names: Renamer) -> dict[str, Any]:
         out["entities"] = [_renamed_selector(item, names) for item in out["entities"]]
     if "watchedAttributes" in out:
         out["watchedAttributes"] = name_list(out["watchedAttributes"])
+    if isinstance(out.get("q"), str):
+        out["q"] = _renamed_q(out["q"], names)
     geo = out.get("geoQ")
     if isinstance(geo, dict) and isinstance(geo.get("geoproperty"), str):
         out["geoQ"] = {**geo, "geoproperty": names(geo["geoproperty"])}
@@ -575,6 +577,18 @@ def _renamed(body: dict[str, Any], names: Renamer) -> dict[str, Any]:
             for k, v in notification.items()
         }
     return out
+
+
+def _renamed_q(text: str, names: Renamer) -> str:
+    """A q with its attribute names renamed, rendered anew; as written when a name has no term
+    in the request's @context (the query language has no syntax for a full IRI)."""
+    try:
+        rendered = str(parse_q(text).map_names(names))
+        if str(parse_q(rendered)) == rendered:
+            return rendered
+    except ValueError:
+        pass
+    return text
 
 
 def _renamed_selector(item: Any, names: Renamer) -> Any:
