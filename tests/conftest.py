@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -33,6 +34,16 @@ from pujiang.settings import Mode, Settings
 IN_CI = os.environ.get("CI", "").lower() == "true"
 PG_URL = os.environ.get("PUJIANG_TEST_DATABASE_URL", "")
 TEST_PASSWORD = "correct-horse-battery"
+
+
+def eventually(check: Callable[[], bool], seconds: float = 10.0) -> bool:
+    """Whether `check()` comes true within `seconds` (polled; for background threads)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.02)
+    return check()
 
 
 def service_unavailable(what: str, why: str) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
@@ -17,6 +16,7 @@ from pujiang.cases.models import Case
 from pujiang.platform.deps import AppContext
 from pujiang.settings import Settings
 from tests.cases.conftest import HUANGPU, Clock
+from tests.conftest import eventually
 
 
 def _new_case(context: AppContext) -> int:
@@ -26,15 +26,6 @@ def _new_case(context: AppContext) -> int:
     with context.db.session() as session:
         case_id: int = service.create_case(session, context, service.SYSTEM, new).id
         return case_id
-
-
-def _wait(condition: Callable[[], bool], seconds: float = 10.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return condition()
 
 
 def _job_threads() -> list[threading.Thread]:
@@ -56,7 +47,7 @@ def test_the_app_escalates_overdue_cases_while_it_serves(
     with TestClient(create_app(settings, cases_context)) as client:
         assert client.get("/healthz").status_code == 200
         assert _job_threads()
-        assert _wait(escalated)
+        assert eventually(escalated)
         started = time.monotonic()
     assert time.monotonic() - started < 3  # shutdown does not wait for the next period
     assert not _job_threads()
@@ -80,7 +71,7 @@ def test_a_failing_run_is_logged_and_the_job_goes_on(
     monkeypatch.setattr(cases, "escalate_overdue", flaky)
     job = jobs.PeriodicEscalation(cases_context, 0.02).start()
     try:
-        assert _wait(lambda: job.runs >= 3)
+        assert eventually(lambda: job.runs >= 3)
     finally:
         job.stop()
     assert job.failures == 1

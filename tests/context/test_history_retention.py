@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -23,6 +21,7 @@ from pujiang.context.service import ContextBroker
 from pujiang.platform.deps import AppContext
 from pujiang.platform.models import AuditEntry
 from pujiang.settings import Settings
+from tests.conftest import eventually
 from tests.context.conftest import BASE
 
 VOCAB = "https://uri.etsi.org/ngsi-ld/default-context/"
@@ -165,15 +164,6 @@ def _purge_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name == "context-history-purge" and t.is_alive()]
 
 
-def _wait(condition: Callable[[], bool], seconds: float = 10.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return condition()
-
-
 def test_the_app_purges_while_it_serves_when_a_retention_is_set(
     settings: Settings, context: AppContext, aged: ContextBroker
 ) -> None:
@@ -184,7 +174,7 @@ def test_the_app_purges_while_it_serves_when_a_retention_is_set(
     with TestClient(create_app(settings, context)) as test_client:
         assert test_client.get("/healthz").status_code == 200
         assert _purge_threads()
-        assert _wait(lambda: _history(context, OLD) == 0)
+        assert eventually(lambda: _history(context, OLD) == 0)
     assert not _purge_threads()
     assert _history(context, NEW) == 4
 

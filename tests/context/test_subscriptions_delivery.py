@@ -16,6 +16,7 @@ from sqlalchemy import select
 from pujiang.context import subscriptions
 from pujiang.context.subscription_models import NotificationOutbox
 from pujiang.platform.deps import AppContext
+from tests.conftest import eventually
 from tests.context import test_subscriptions as shared
 from tests.context.test_subscriptions import (
     FAST,
@@ -51,15 +52,6 @@ def flat(received: list[Received]) -> list[dict[str, Any]]:
     return [item for got in received for item in got.body["data"]]
 
 
-def until(check: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.02)
-    return check()
-
-
 def test_http_notification_payload_and_headers(
     api: TestClient,
     auth: dict[str, str],
@@ -86,7 +78,7 @@ def test_http_notification_payload_and_headers(
     assert 'rel="http://www.w3.org/ns/json-ld#context"' in got.headers["Link"]
     assert got.headers["NGSILD-Tenant"] == "shanghai"
     assert got.headers["X-Auth-Token"] == "k1"
-    assert until(
+    assert eventually(
         lambda: (
             status(api, {**auth, "NGSILD-Tenant": "shanghai"}, sub_id)["notification"].get(
                 "lastSuccess"
@@ -342,7 +334,7 @@ def test_expiry_and_pause(
     publish(context, changed("update", entity(pm25=1), entity()))
     assert len(expiring.wait(1)) == 1
     assert paused.quiet() == []
-    assert until(lambda: status(api, auth, expiring_id)["status"] == "expired", 4)
+    assert eventually(lambda: status(api, auth, expiring_id)["status"] == "expired", 4)
     publish(context, changed("update", entity(pm25=2), entity()))
     assert expiring.quiet() == []
     api.patch(f"{SUBS}/{paused_id}", json={"isActive": True}, headers=auth)
@@ -363,7 +355,7 @@ def test_retry_then_success(
     [got] = flaky.wait(1, timeout=5)
     assert got.body["data"][0]["pm25"]["value"] == 66
     assert flaky.requests == 3
-    assert until(lambda: status(api, auth, sub_id)["notification"].get("timesSent") == 3)
+    assert eventually(lambda: status(api, auth, sub_id)["notification"].get("timesSent") == 3)
     notification = status(api, auth, sub_id)["notification"]
     assert notification["timesFailed"] == 2
     assert notification["status"] == "ok"
@@ -382,7 +374,7 @@ def test_gives_up_after_max_attempts(
     broken = make_receiver(fail_first=1000)
     sub_id = create(api, auth, subscription(broken.url))
     publish(context, changed("update", entity(), entity()))
-    assert until(lambda: status(api, auth, sub_id)["notification"].get("timesFailed") == 3)
+    assert eventually(lambda: status(api, auth, sub_id)["notification"].get("timesFailed") == 3)
     time.sleep(0.5)
     assert broken.requests == FAST.max_attempts
     assert status(api, auth, sub_id)["notification"]["status"] == "failed"
@@ -457,7 +449,7 @@ def test_no_notification_lost_under_load(
         with context.db.session() as session:
             return subscriptions.pending_count(session) == 0
 
-    assert until(drained)
+    assert eventually(drained)
 
 
 def test_outbox_survives_a_stopped_worker(
