@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 
 from pujiang.context import subscriptions
 from pujiang.platform.deps import AppContext
+from tests.conftest import eventually
 from tests.context import test_subscriptions as shared
 from tests.context.test_subscriptions import (
     BAD_DATA,
@@ -22,7 +23,6 @@ from tests.context.test_subscriptions import (
     publish,
     subscription,
 )
-from tests.context.test_subscriptions_delivery import until
 
 # The fixtures of test_subscriptions.py, used here by name.
 api = shared.api
@@ -82,7 +82,7 @@ def test_status_members_are_absent_until_a_notification_is_sent(
 
     publish(context, changed("update", entity(pm25=70), entity()))
     assert len(receiver.wait(1)) == 1
-    assert until(lambda: notification_of(api, auth, sub_id).get("timesSent") == 1)
+    assert eventually(lambda: notification_of(api, auth, sub_id).get("timesSent") == 1)
     sent = notification_of(api, auth, sub_id)
     assert sent["timesSent"] == 1
     assert sent["timesFailed"] == 0  # a count once something was sent
@@ -102,7 +102,7 @@ def test_a_failed_notification_shows_the_failure_members_only(
     broken = make_receiver(fail_first=1000)
     sub_id = create(api, auth, subscription(broken.url))
     publish(context, changed("update", entity(pm25=71), entity()))
-    assert until(lambda: notification_of(api, auth, sub_id).get("timesFailed", 0) >= 1)
+    assert eventually(lambda: notification_of(api, auth, sub_id).get("timesFailed", 0) >= 1)
     failed = notification_of(api, auth, sub_id)
     assert failed["timesSent"] >= failed["timesFailed"] >= 1
     assert failed["status"] == "failed"

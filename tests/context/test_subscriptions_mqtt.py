@@ -120,9 +120,9 @@ def test_mqtt_notification(
         notification = api.get(f"{SUBS}/{sub_id}", headers=tenant).json()["notification"]
         return bool(notification.get("timesSent") == 1 and notification.get("status") == "ok")
 
-    from tests.context.test_subscriptions_delivery import until
+    from tests.conftest import eventually
 
-    assert until(sent)
+    assert eventually(sent)
 
 
 def test_mqtt_sender_reports_an_unreachable_broker() -> None:
