@@ -32,7 +32,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from sqlalchemy import delete, func, select
+
 from pujiang.context import jobs
+from pujiang.context.history import HISTORY
 from pujiang.context.jsonld import DEFAULT_VOCAB
 from pujiang.context.readings import Reading
 from pujiang.context.service import ContextBroker
@@ -149,17 +152,9 @@ def main() -> None:
 
     def delete_at_once() -> int:
         with base.write_session() as session:
-            last = (
-                session.connection()
-                .exec_driver_sql(
-                    "SELECT max(id) FROM context_history WHERE modified_at < ?",
-                    (base_time(cutoff),),
-                )
-                .scalar_one()
-            )
-            result = session.connection().exec_driver_sql(
-                "DELETE FROM context_history WHERE id <= ?", (last,)
-            )
+            old = HISTORY.c.modified_at < cutoff
+            last = session.execute(select(func.max(HISTORY.c.id)).where(old)).scalar_one()
+            result = session.execute(delete(HISTORY).where(HISTORY.c.id <= last))
             return int(result.rowcount)
 
     deleted, base_s, base_wait = measure(base, delete_at_once)
@@ -174,11 +169,6 @@ def main() -> None:
     print(f"{baseline:<44}{deleted / base_s:>12,.0f}{base_wait:>24,.1f}")
     print(f"{'ratio purge / baseline':<44}{(purged / purge_s) / (deleted / base_s):>12.2f}")
     print(f"rows purged: {purged:,} in {purge_s:.1f} s (baseline {base_s:.1f} s)")
-
-
-def base_time(moment: datetime) -> str:
-    """A time as the SQLite tables store it."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -26,7 +25,7 @@ from typing import Any
 from pujiang.context.history import oldest_id, purge_chunk
 from pujiang.platform import audit
 from pujiang.platform.db import Database
-from pujiang.platform.jobs import PeriodicJob
+from pujiang.platform.jobs import PeriodicJob, Work
 
 log = logging.getLogger(__name__)
 
@@ -82,10 +81,11 @@ def purge_history(
 def _walk(
     db: Database, before: datetime, *, dry_run: bool, chunk: int, stop: threading.Event | None
 ) -> int:
+    stop = stop or threading.Event()
     with db.session() as session:
         next_id = oldest_id(session)
     total = 0
-    while next_id is not None and not (stop is not None and stop.is_set()):
+    while next_id is not None and not stop.is_set():
         sessions = db.session() if dry_run else db.write_session()
         with sessions as session:
             step = purge_chunk(session, next_id, chunk, before, count=dry_run)
@@ -97,14 +97,11 @@ def _walk(
         total += rows
         # A breath between chunks: the lock this thread just released would otherwise be taken
         # again before a waiting writer (device ingest, the API) wakes up to take it.
-        if stop is not None and stop.wait(PAUSE):
-            break
-        if stop is None:
-            time.sleep(PAUSE)
+        stop.wait(PAUSE)
     return total
 
 
-def _retention_work(db: Database, days: int) -> Any:
+def _retention_work(db: Database, days: int) -> Work:
     def work(stop: threading.Event) -> int:
         outcome = purge_history(db, cutoff(days), stop=stop)
         return outcome.rows
