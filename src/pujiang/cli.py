@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import getpass
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import orjson
 import typer
@@ -21,6 +23,16 @@ from pujiang.platform import db as dbtools
 from pujiang.platform.deps import AppContext
 from pujiang.platform.errors import Problem
 from pujiang.settings import Settings, SettingsError, load_settings, mask_url_password
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from pydantic import BaseModel
+    from sqlalchemy.orm import Session
+
+    from pujiang.platform.models import ApiKey
+
+RequestT = TypeVar("RequestT", bound="BaseModel")
 
 app = typer.Typer(
     help="浦江 Pujiang — 城市运行平台 / an open city operating platform.",
@@ -231,7 +243,7 @@ def users_create(
                 session, actor="cli", action="users.create", target=f"principal:{username}"
             )
     except Problem as exc:
-        raise _fail(exc.detail) from exc
+        raise _fail(exc.bilingual()) from exc
     finally:
         context.db.dispose()
     typer.echo(f"created {username} ({', '.join(role)})")
@@ -271,7 +283,7 @@ def _set_active(ctx: typer.Context, username: str, active: bool) -> None:
                 target=f"principal:{username}",
             )
     except Problem as exc:
-        raise _fail(exc.detail) from exc
+        raise _fail(exc.bilingual()) from exc
     finally:
         context.db.dispose()
     typer.echo(f"{username} {'enabled' if active else 'disabled'}")
@@ -287,6 +299,181 @@ def users_disable(ctx: typer.Context, username: str) -> None:
 def users_enable(ctx: typer.Context, username: str) -> None:
     """启用或解锁账户 / Enable or unlock an account."""
     _set_active(ctx, username, True)
+
+
+# -- service accounts and their API keys ----------------------------------------------------------
+
+KEY_SHOWN_ONCE = (
+    "请立即保存此密钥：它只显示这一次，无法找回；遗失后请新建密钥并撤销旧密钥 / "
+    "Store this key now: it is shown only once and cannot be recovered; if it is lost, "
+    "create a new key and revoke the old one."
+)
+
+LabelOption = Annotated[
+    str, typer.Option(help="Label telling this key from the account's others, e.g. its site.")
+]
+
+
+@contextmanager
+def _account_session(ctx: typer.Context) -> Iterator[tuple[AppContext, Session]]:
+    """A session on the migrated database, committed at the end; a Problem inside rolls it all
+    back and becomes a usage error (exit 2)."""
+    context = _context(ctx)
+    try:
+        with context.db.session() as session:
+            yield context, session
+    except Problem as exc:
+        raise _fail(exc.bilingual()) from exc
+    finally:
+        context.db.dispose()
+
+
+def _edge_checked(
+    model: type[RequestT], fields: dict[str, object], options: dict[str, str]
+) -> RequestT:
+    """The fields checked by the HTTP API's own request model (lengths, blanks); an error names
+    the command-line option (`options` maps a field to it) instead of the JSON field."""
+    from pydantic import ValidationError
+
+    from pujiang.platform.errors import describe_validation_errors
+
+    try:
+        return model.model_validate(fields)
+    except ValidationError as exc:
+        errors = [
+            {**error, "loc": (options.get(str(error["loc"][0]), error["loc"][0]),)}
+            for error in exc.errors()
+        ]
+        described = describe_validation_errors(errors)
+        raise _fail("; ".join(error["message"] for error in described)) from exc
+
+
+def _print_new_key(settings: Settings, key_id: int, key: str) -> None:
+    # Only the key goes to stdout, so that `KEY=$(pujiang users key-create NAME)` captures it.
+    typer.echo(key)
+    notice = f"↑ API 密钥 / API key {key_id}\n{KEY_SHOWN_ONCE}"
+    typer.secho(notice, fg=typer.colors.YELLOW, err=True)
+    example = f"curl -H 'X-API-Key: {key}' http://{settings.host}:{settings.port}/api/auth/me"
+    typer.echo(f"使用示例 / Example:\n  {example}", err=True)
+
+
+@users_app.command("service-account")
+def users_service_account(
+    ctx: typer.Context,
+    name: str,
+    role: Annotated[list[str], typer.Option("--role", "-r", help="Role; repeat for several.")],
+    department: Annotated[str | None, typer.Option(help="Department code.")] = None,
+    display_name: Annotated[
+        str,
+        typer.Option("--display-name", "--description", help="What the account is, for people."),
+    ] = "",
+    label: LabelOption = "",
+) -> None:
+    """新建服务账户及其首个密钥（只显示一次）/ Create a service account and its first API key."""
+    from pujiang.platform import audit, identity
+    from pujiang.platform.schemas import ServiceAccountIn
+
+    wanted = _edge_checked(
+        ServiceAccountIn,
+        {
+            "name": name,
+            "display_name": display_name,
+            "department_code": department,
+            "roles": role,
+            "key_label": label,
+        },
+        {"name": "NAME", "display_name": "--display-name", "key_label": "--label"},
+    )
+    with _account_session(ctx) as (context, session):
+        account = identity.create_service_account(
+            session,
+            name=wanted.name,
+            display_name=wanted.display_name,
+            department_code=wanted.department_code,
+            roles=wanted.roles,
+        )
+        row, key = identity.issue_api_key(session, account, label=wanted.key_label)
+        audit.append(
+            session,
+            actor="cli",
+            action="service_accounts.create",
+            target=f"principal:{wanted.name}",
+            detail={"roles": account.roles, "key_id": row.id, "key_prefix": row.prefix},
+        )
+    typer.echo(f"created service account {wanted.name} ({', '.join(account.roles)})", err=True)
+    _print_new_key(context.settings, row.id, key)
+
+
+@users_app.command("key-create")
+def users_key_create(ctx: typer.Context, name: str, label: LabelOption = "") -> None:
+    """新增 API 密钥（只显示一次）/ Issue another API key for a service account (shown once)."""
+    from pujiang.platform import audit, identity
+    from pujiang.platform.schemas import ApiKeyIn
+
+    wanted = _edge_checked(ApiKeyIn, {"label": label}, {"label": "--label"})
+    with _account_session(ctx) as (context, session):
+        account = identity.get_service_account(session, name)
+        row, key = identity.issue_api_key(session, account, label=wanted.label)
+        audit.append(
+            session,
+            actor="cli",
+            action="api_keys.create",
+            target=f"principal:{name}",
+            detail={"key_id": row.id, "key_prefix": row.prefix},
+        )
+    _print_new_key(context.settings, row.id, key)
+
+
+def _key_state(row: ApiKey) -> str:
+    if row.revoked_at is not None:
+        return "revoked"
+    if row.expires_at is not None and row.expires_at <= dbtools.utcnow():
+        return "expired"
+    return "active"
+
+
+def _when(moment: datetime | None) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%S") if moment else "-"
+
+
+@users_app.command("keys")
+def users_keys(ctx: typer.Context, name: str) -> None:
+    """服务账户的密钥列表（不含密钥本身）/ List a service account's API keys, never the keys."""
+    from pujiang.platform import identity
+
+    with _account_session(ctx) as (_, session):
+        rows = identity.list_api_keys(session, identity.get_service_account(session, name))
+    if not rows:
+        typer.echo(f"{name} 没有 API 密钥 / {name} has no API keys")
+        return
+    typer.echo(f"{'id':<6} {'prefix':<16} {'created (UTC)':<19} {'last used':<19} state    label")
+    for row in rows:
+        typer.echo(
+            f"{row.id:<6} {'pjk_' + row.prefix:<16} {_when(row.created_at):<19} "
+            f"{_when(row.last_used_at):<19} {_key_state(row):<8} {row.label}"
+        )
+
+
+@users_app.command("key-revoke")
+def users_key_revoke(
+    ctx: typer.Context,
+    name: str,
+    key_id: Annotated[int, typer.Argument(help="The key's id, as `pujiang users keys` lists it.")],
+) -> None:
+    """撤销 API 密钥（立即生效）/ Revoke a service account's API key, with effect at once."""
+    from pujiang.platform import audit, identity
+
+    with _account_session(ctx) as (_, session):
+        account = identity.get_service_account(session, name)
+        row = identity.revoke_api_key(session, account, key_id)
+        audit.append(
+            session,
+            actor="cli",
+            action="api_keys.revoke",
+            target=f"api_key:{key_id}",
+            detail={"account": name, "key_prefix": row.prefix},
+        )
+    typer.echo(f"revoked key {key_id} (pjk_{row.prefix}) of {name}")
 
 
 # -- config and audit -----------------------------------------------------------------------------

@@ -99,7 +99,7 @@ def import_file(
                 1,
             ) from exc
         except Problem as exc:
-            raise _fail(exc.detail) from exc
+            raise _fail(exc.bilingual()) from exc
     for error in report.errors[:MAX_LISTED_ERRORS]:
         typer.echo(f"  skipped #{error.index} {error.code or '-'}: {error.bilingual()}", err=True)
     typer.echo(

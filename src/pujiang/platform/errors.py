@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from pujiang.platform.i18n import translate
+from pujiang.platform.i18n import EN, ZH, translate
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_BASE = "/problems/"
@@ -53,11 +53,22 @@ class Problem(Exception):
         self.detail = detail
         self.headers = headers or {}
         self.extra = extra
+        self._message: tuple[str, dict[str, Any]] | None = None
 
     @classmethod
     def of(cls, status: int, slug: str, message_key: str, **params: Any) -> Problem:
         """A Problem whose detail is the catalogue message `message_key` filled with params."""
-        return cls(status, slug, translate(message_key, **params))
+        problem = cls(status, slug, translate(message_key, **params))
+        problem._message = (message_key, params)
+        return problem
+
+    def bilingual(self) -> str:
+        """The detail as "中文 / English" where it came from the catalogue (for the command
+        line, which has no request language); else as it was written."""
+        if self._message is None:
+            return self.detail
+        key, params = self._message
+        return f"{translate(key, ZH, **params)} / {translate(key, EN, **params)}"
 
 
 def problem_body(

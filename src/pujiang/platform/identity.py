@@ -67,6 +67,14 @@ register(
         ),
         "identity.department_taken": ("部门代码 {value} 已存在", "Department code {value} exists"),
         "identity.user_unknown": ("用户 {value} 不存在", "No user named {value}"),
+        "identity.service_account_unknown": (
+            "服务账户 {value} 不存在",
+            "No service account named {value}",
+        ),
+        "identity.api_key_unknown": (
+            "服务账户 {account} 没有编号为 {id} 的 API 密钥",
+            "Service account {account} has no API key with id {id}",
+        ),
         "identity.login_failed": (
             "用户名或密码错误",
             "Wrong username or password",
@@ -319,10 +327,33 @@ def issue_api_key(
     return row, full_key
 
 
+def get_service_account(session: Session, name: str) -> Principal:
+    """A service account by name; a person's account is not one (it has no API keys)."""
+    account = session.scalars(
+        select(Principal).where(
+            Principal.username == name, Principal.kind == PrincipalKind.SERVICE.value
+        )
+    ).first()
+    if account is None:
+        raise Problem.of(404, "not-found", "identity.service_account_unknown", value=name)
+    return account
+
+
+def list_api_keys(session: Session, principal: Principal) -> list[ApiKey]:
+    return list(
+        session.scalars(
+            select(ApiKey).where(ApiKey.principal_id == principal.id).order_by(ApiKey.id)
+        )
+    )
+
+
 def revoke_api_key(session: Session, principal: Principal, key_id: int) -> ApiKey:
     row = session.get(ApiKey, key_id)
     if row is None or row.principal_id != principal.id:
-        raise Problem.of(404, "not-found", "error.no_such", kind="API key", id=key_id)
+        # Another account's key is "not found" too: its id says nothing about this account.
+        raise Problem.of(
+            404, "not-found", "identity.api_key_unknown", account=principal.username, id=key_id
+        )
     row.revoked_at = row.revoked_at or utcnow()
     return row
 

@@ -235,13 +235,6 @@ def create_service_account(
     )
 
 
-def _service_account(session: Session, name: str) -> Principal:
-    account = identity.get_principal(session, name)
-    if account.kind != PrincipalKind.SERVICE.value:
-        raise Problem.of(404, "not-found", "identity.user_unknown", value=name)
-    return account
-
-
 @router.get(
     "/service-accounts/{name}/keys",
     response_model=list[ApiKeyOut],
@@ -250,10 +243,7 @@ def _service_account(session: Session, name: str) -> Principal:
 def list_keys(
     name: str, session: DbSession, _: Annotated[CurrentPrincipal, Depends(require(USERS_READ))]
 ) -> list[ApiKeyOut]:
-    account = _service_account(session, name)
-    rows = session.scalars(
-        select(ApiKey).where(ApiKey.principal_id == account.id).order_by(ApiKey.id)
-    )
+    rows = identity.list_api_keys(session, identity.get_service_account(session, name))
     return [_key_out(row) for row in rows]
 
 
@@ -271,8 +261,9 @@ def add_key(
     _: Annotated[CurrentPrincipal, Depends(require(USERS_WRITE))],
 ) -> NewApiKeyOut:
     request.state.audit_target = f"principal:{name}"
+    account = identity.get_service_account(session, name)
     row, key = identity.issue_api_key(
-        session, _service_account(session, name), label=body.label, expires_at=body.expires_at
+        session, account, label=body.label, expires_at=body.expires_at
     )
     return NewApiKeyOut(**_key_out(row).model_dump(), key=key)
 
@@ -290,7 +281,8 @@ def revoke_key(
     _: Annotated[CurrentPrincipal, Depends(require(USERS_WRITE))],
 ) -> ApiKeyOut:
     request.state.audit_target = f"api_key:{key_id}"
-    return _key_out(identity.revoke_api_key(session, _service_account(session, name), key_id))
+    account = identity.get_service_account(session, name)
+    return _key_out(identity.revoke_api_key(session, account, key_id))
 
 
 # -- access grants --------------------------------------------------------------------------------
