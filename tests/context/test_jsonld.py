@@ -28,6 +28,38 @@ def link(url: str) -> str:
     return f'<{url}>; rel="http://www.w3.org/ns/json-ld#context"; type="application/ld+json"'
 
 
+def test_a_change_of_the_store_seen_through_the_stamp_empties_the_cache() -> None:
+    """Another process deleted or replaced a stored context: this one's cache, built from the
+    old copy, is dropped once the store's stamp says so, not before."""
+    store = {"https://x.org/c": USER["@context"]}
+    stamp = [1]
+    processor = ContextProcessor(store.get, stamp=lambda: stamp[0], stamp_seconds=0)
+    assert processor.active("https://x.org/c").expand("pm25") == SDM + "pm25"
+    store["https://x.org/c"] = {"pm25": "https://other.org/pm25"}
+    assert processor.active("https://x.org/c").expand("pm25") == SDM + "pm25"  # cached
+    stamp[0] = 2
+    assert processor.active("https://x.org/c").expand("pm25") == "https://other.org/pm25"
+    del store["https://x.org/c"]
+    stamp[0] = 3
+    with pytest.raises(ContextNotAvailable):
+        processor.active("https://x.org/c")
+
+
+def test_a_context_added_and_deleted_between_two_looks_is_not_kept() -> None:
+    """The stamp reads as before once the context is gone again: the build read it anew."""
+    store: dict[str, object] = {}
+    stamp = [(0, None)]
+    processor = ContextProcessor(store.get, stamp=lambda: stamp[0], stamp_seconds=3600)
+    processor.active(USER)  # an inline context: the first look at the stamp
+    store["https://x.org/c"], stamp[0] = USER["@context"], (1, "t1")
+    assert processor.active("https://x.org/c").expand("pm25") == SDM + "pm25"
+    del store["https://x.org/c"]
+    stamp[0] = (0, None)
+    processor.stamp_seconds = 0  # the next look
+    with pytest.raises(ContextNotAvailable):
+        processor.active("https://x.org/c")
+
+
 def test_expand_and_compact_round_trip() -> None:
     processor = ContextProcessor(lambda url: USER["@context"] if url == "https://x.org/c" else None)
     core = processor.core

@@ -96,7 +96,7 @@ def test_an_unchanged_fleet_is_not_read_again(
     other_process.profiles(keys)
     reads: list[int] = []
     fill = other_process._fill
-    monkeypatch.setattr(other_process, "_fill", lambda k: reads.append(len(k)) or fill(k))
+    monkeypatch.setattr(other_process, "_fill", lambda k, e: reads.append(len(k)) or fill(k, e))
     for _ in range(3):
         other_process.profiles(keys)
     assert reads == []
@@ -104,3 +104,21 @@ def test_an_unchanged_fleet_is_not_read_again(
         session.execute(update(IotDevice).values(modified_at=utcnow()))
     other_process.profiles(keys)
     assert reads == [2]
+
+
+def test_a_device_added_and_deleted_between_two_looks_is_refused(
+    context: AppContext, provision: Callable[..., dict[str, Any]]
+) -> None:
+    """Provisioned and deleted again between two looks at the stamp, the stamp reads as it
+    was before: the cache must not have been checked against that older stamp."""
+    provision("k1", "d1")
+    registry = DeviceRegistry(context.db, _expander, ttl=3600)  # the timer does not look
+    assert registry.profile("k1", "d1").device_id == "d1"
+    provision_row(context, "d2")  # the newest device, so its deletion restores the stamp
+    assert registry.profile("k1", "d2").device_id == "d2"  # read on a miss, within the ttl
+    with context.db.session() as session:
+        session.execute(delete(IotDevice).where(IotDevice.device_id == "d2"))
+    registry.ttl = 0  # the next look
+    with pytest.raises(PayloadError) as gone:
+        registry.profile("k1", "d2")
+    assert gone.value.reason == "unknown_device"

@@ -34,6 +34,7 @@ CORE_CONTEXT_URL = "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.8.js
 CORE_FILE = "ngsi-ld-core-context-v1.8.jsonld"
 MAX_DEPTH = 8  # nested context references followed before giving up (cycles, abuse)
 CACHE_SIZE = 256
+STAMP_SECONDS = 2.0  # how stale another process's change of the @context store may be
 
 _ABSOLUTE = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:")
 # The core @context URLs ETSI publishes: the unversioned one and those of v1.3 to v1.9. Each
@@ -266,6 +267,10 @@ class ContextProcessor:
     transaction) every `FLUSH_USES` uses or `FLUSH_SECONDS` seconds, at the next use, and
     whenever `flush_uses()` is called (before the counts are read). A process that stops loses
     at most that many uses; a count never costs a database write per request.
+
+    Another process's changes to the store (a context deleted, added or reloaded through
+    another server worker) are noticed through `stamp`, read at most every `stamp_seconds`:
+    when it differs from the last one read, the cache is emptied.
     """
 
     def __init__(
@@ -275,8 +280,14 @@ class ContextProcessor:
         on_uses: UsesSink | None = None,
         flush_every: int = FLUSH_USES,
         flush_seconds: float = FLUSH_SECONDS,
+        stamp: Callable[[], object] | None = None,
+        stamp_seconds: float = STAMP_SECONDS,
     ) -> None:
         self.resolver = resolver
+        self.stamp = stamp
+        self.stamp_seconds = stamp_seconds
+        self._stamp: object = None
+        self._stamp_read_at = -float("inf")
         # key -> (active context, the stored-context URLs its build resolved)
         self._cache: OrderedDict[str, tuple[ActiveContext, tuple[str, ...]]] = OrderedDict()
         self._lock = threading.Lock()
@@ -319,6 +330,7 @@ class ContextProcessor:
             key = orjson.dumps(value).decode()
         except TypeError as exc:
             raise InvalidContext(str(exc)) from exc
+        self._check_stamp()
         with self._lock:
             hit = self._cache.get(key)
             if hit is not None:
@@ -327,6 +339,10 @@ class ContextProcessor:
             self._count(hit[1])
             return hit[0]
         check_context(value)  # syntax first: a bad item is 400 even beside an unknown URL
+        # Before a build, whatever the time: the cache is then checked against a stamp at
+        # least as old as what it holds (a context added and deleted again between two timed
+        # looks leaves the stamp as it was).
+        self._check_stamp(force=True)
         used: list[str] = []
         built = self._build(value, used)
         with self._lock:
@@ -335,6 +351,18 @@ class ContextProcessor:
                 self._cache.popitem(last=False)
         self._count(used)
         return built
+
+    def _check_stamp(self, force: bool = False) -> None:
+        if self.stamp is None:
+            return
+        if not force and time.monotonic() - self._stamp_read_at < self.stamp_seconds:
+            return
+        self._stamp_read_at = time.monotonic()
+        current = self.stamp()
+        with self._lock:
+            if current != self._stamp:
+                self._stamp = current
+                self._cache.clear()
 
     # -- counting uses of stored contexts ----------------------------------------------------
 

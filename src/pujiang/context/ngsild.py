@@ -23,7 +23,7 @@ from fastapi.dependencies.models import Dependant
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader, OAuth2PasswordBearer
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from starlette.responses import Response
 from starlette.routing import Match
@@ -334,9 +334,25 @@ def broker_of(context: AppContext) -> ContextBroker:
 def processor_of(context: AppContext) -> ContextProcessor:
     processor = context.extras.get(PROCESSOR_KEY)
     if processor is None:
-        processor = ContextProcessor(_stored_resolver(context), on_uses=_record_uses(context))
+        processor = ContextProcessor(
+            _stored_resolver(context),
+            on_uses=_record_uses(context),
+            stamp=_store_stamp(context),
+        )
         context.extras[PROCESSOR_KEY] = processor
     return processor
+
+
+def _store_stamp(context: AppContext) -> Callable[[], object]:
+    """What changes when any process adds, deletes or reloads a stored @context: the number
+    of entries and the newest `created_at` (a reload stores the copy anew)."""
+
+    def stamp() -> object:
+        with context.db.session() as session:
+            row = session.execute(select(func.count(), func.max(ContextJsonld.created_at))).one()
+        return tuple(row)
+
+    return stamp
 
 
 def _stored_row(session: Any, url: str) -> Any:
@@ -2074,7 +2090,7 @@ def _reload(context: AppContext, entry: StoredContext) -> None:
         session.execute(
             update(ContextJsonld)
             .where(ContextJsonld.id == entry.local_id)
-            .values(body=orjson.dumps({"@context": value}).decode())
+            .values(body=orjson.dumps({"@context": value}).decode(), created_at=datetime.now(UTC))
         )
     processor_of(context).clear()
 

@@ -2,10 +2,10 @@
 
 The cache is filled a batch at a time (one query for all the devices a batch names) and
 emptied by `invalidate()` after a provisioning change in this process. Another process's
-changes are noticed through a provisioning stamp, read at most every `ttl` seconds: the row
-counts and newest `modified_at` of the service groups and devices. Any create, update or delete
-changes it; then the cache is emptied. Re-reading every device of a large fleet on a timer
-instead cost a quarter of ingest time at 100,000 devices.
+changes are noticed through a provisioning stamp, read at most every `ttl` seconds and before
+every fill: the row counts and newest `modified_at` of the service groups and devices. Any
+create, update or delete changes it; then the cache is emptied. Re-reading every device of a
+large fleet on a timer instead cost a quarter of ingest time at 100,000 devices.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from pujiang.iot.mapping import AttrMap, DeviceProfile, Instance, PayloadError, static_instance
 from pujiang.iot.models import IotDevice, IotService
@@ -147,7 +148,7 @@ class DeviceRegistry:
         self.ttl = ttl
         self._profiles: dict[Key, DeviceProfile] = {}
         self._groups: set[str] = set()  # API keys known to exist
-        self._checked_at = time.monotonic()
+        self._checked_at = -float("inf")
         self._stamp: tuple[Any, ...] | None = None
         self._lock = threading.Lock()
 
@@ -156,27 +157,32 @@ class DeviceRegistry:
             self._profiles = {}
             self._groups = set()
 
-    def stamp(self) -> tuple[Any, ...]:
+    def stamp(self, session: Session | None = None) -> tuple[Any, ...]:
         """Changes whenever a service group or device is created, updated or deleted."""
-        with self.db.session() as session:
-            return tuple(
-                session.execute(select(func.count(), func.max(model.modified_at))).one()
-                for model in (IotService, IotDevice)
-            )
+        if session is None:
+            with self.db.session() as own:
+                return self.stamp(own)
+        return tuple(
+            session.execute(select(func.count(), func.max(model.modified_at))).one()
+            for model in (IotService, IotDevice)
+        )
 
     def _check_fresh(self) -> None:
         """Empty the cache if provisioning changed since the last look (every `ttl` s)."""
-        if self._stamp is None:  # before the first fill: what it reads is at least this new
-            self._stamp = self.stamp()
-            self._checked_at = time.monotonic()
+        if time.monotonic() - self._checked_at <= self.ttl and self._stamp is not None:
             return
-        if time.monotonic() - self._checked_at <= self.ttl:
-            return
+        self._take_stamp(self.stamp())
+
+    def _take_stamp(self, stamp: tuple[Any, ...]) -> bool:
+        """Note a stamp just read; empty the cache if it changed. True if it did."""
         self._checked_at = time.monotonic()
-        stamp = self.stamp()
-        if stamp != self._stamp:
+        if stamp == self._stamp:
+            return False
+        changed = self._stamp is not None
+        self._stamp = stamp
+        if changed:
             self.invalidate()
-            self._stamp = stamp
+        return changed
 
     def profile(self, apikey: str, device_id: str) -> DeviceProfile:
         found = self.profiles([(apikey, device_id)]).get((apikey, device_id))
@@ -192,7 +198,7 @@ class DeviceRegistry:
         wanted = set(keys)
         missing = [k for k in wanted if k not in self._profiles]
         if missing:
-            self._fill(missing)
+            self._fill(missing, wanted)
         out: dict[Key, DeviceProfile | PayloadError] = {}
         for key in wanted:
             found = self._profiles.get(key)
@@ -211,14 +217,21 @@ class DeviceRegistry:
             f"provisioned under API key {apikey}",
         )
 
-    def _fill(self, keys: list[Key]) -> None:
+    def _fill(self, keys: list[Key], every: set[Key]) -> None:
         """Read the devices of `keys`: per API key, its group once and its devices by id
-        (the (apikey, device_id) index serves each chunk), as plain rows."""
-        wanted: dict[str, list[str]] = defaultdict(list)
-        for apikey, device_id in keys:
-            wanted[apikey].append(device_id)
+        (the (apikey, device_id) index serves each chunk), as plain rows.
+
+        The stamp is read first, in the same session: what is cached is then at least as new
+        as the stamp it is checked against. (Checked on the timer alone, a device provisioned
+        and deleted between two looks would stay cached: the stamp reads the same again.) If
+        it changed, the cache was emptied and `every` key is read."""
         found: dict[Key, DeviceProfile] = {}
         with self.db.session() as session:
+            if self._take_stamp(self.stamp(session)):
+                keys = list(every)
+            wanted: dict[str, list[str]] = defaultdict(list)
+            for apikey, device_id in keys:
+                wanted[apikey].append(device_id)
             services = {
                 s.apikey: s
                 for s in session.scalars(select(IotService).where(IotService.apikey.in_(wanted)))
