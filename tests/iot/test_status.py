@@ -211,3 +211,27 @@ def test_periodic_liveness_survives_a_failing_check(
             threading.Event().wait(0.02)
     assert len(calls) >= 3
     assert "device liveness check failed" in caplog.text
+
+
+def test_the_newest_last_seen_wins_across_processes(
+    client: TestClient, writer: Headers, context: AppContext, settings: Any
+) -> None:
+    """Two server processes hear one device; the one that heard it earlier flushes last."""
+    from pujiang.app import build_context
+
+    add_groups(client, writer, group())
+    add_devices(client, writer, {"device_id": "aq-1", "expected_interval": 60})
+    other = build_context(settings)  # a second process: its own ingestor and counters
+    try:
+        hear(context, "aq-1")
+        hear(other, "aq-1")
+        later = ingestor_of(other)._counters  # what its flush is about to write
+        newest = max(c.last_seen for c in later.values() if c.last_seen)
+        flush_counters(other)
+        flush_counters(context)  # older news, written after
+    finally:
+        other.db.dispose()
+    device = row(context, "aq-1")
+    assert device.received == 2
+    assert device.last_seen == newest
+    assert device.offline_after == newest + timedelta(seconds=180)

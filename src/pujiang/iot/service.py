@@ -329,9 +329,10 @@ class Ingestor:
                 c.stored,
                 c.rejected,
                 c.duplicates,
-                at(c.last_seen),
+                *(at(c.last_seen),) * 2,
                 c.last_error,
                 at(c.last_error_at),
+                at(c.last_seen),
                 at(c.offline_after),
                 pk,
             )
@@ -363,11 +364,15 @@ def _add(into: DeviceCounters, more: DeviceCounters) -> None:
 
 # Straight to the driver: at 100,000 devices SQLAlchemy's per-row parameter processing was
 # half the cost of a flush, and the flush shares the database's one writer with ingest.
+# The newest `last_seen` wins: with several server processes a device's messages reach either,
+# and a process may flush an older one after another flushed a newer one.
 _FLUSH_SQL = (
     "UPDATE iot_devices SET received = received + {p}, stored = stored + {p}, "
     "rejected = rejected + {p}, duplicates = duplicates + {p}, "
-    "last_seen = coalesce({p}, last_seen), last_error = coalesce({p}, last_error), "
-    "last_error_at = coalesce({p}, last_error_at), offline_after = {p} WHERE pk = {p}"
+    "last_seen = CASE WHEN last_seen IS NULL OR last_seen < {p} THEN {p} ELSE last_seen END, "
+    "last_error = coalesce({p}, last_error), last_error_at = coalesce({p}, last_error_at), "
+    "offline_after = CASE WHEN last_seen IS NULL OR last_seen < {p} THEN {p} "
+    "ELSE offline_after END WHERE pk = {p}"
 )
 
 
