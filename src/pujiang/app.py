@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -95,3 +96,26 @@ def create_app(settings: Settings, context: AppContext | None = None) -> FastAPI
         default_language=settings.default_language,
     )
     return app
+
+
+def create_worker_app() -> FastAPI:
+    """The app of one worker of `pujiang serve --workers N` (uvicorn's factory, called in each
+    worker process): the parent's settings from the environment, a worker number of its own
+    (`platform.workers.claim_slot`) and, with MQTT, its own client id in a shared group."""
+    from pathlib import Path
+
+    from pujiang.platform.logs import configure_logging
+    from pujiang.platform.workers import CONFIG_ENV, DEFAULT_SHARED_GROUP, claim_slot
+    from pujiang.settings import load_settings
+
+    config = os.environ.get(CONFIG_ENV)
+    settings = load_settings(Path(config) if config else None)
+    slot = claim_slot(settings.var_dir, settings.port, settings.workers)
+    settings = settings.model_copy(
+        update={
+            "ingest_client_id": f"{settings.ingest_client_id}-{slot}",
+            "ingest_shared_group": settings.ingest_shared_group or DEFAULT_SHARED_GROUP,
+        }
+    )
+    configure_logging(settings.log_level, json_lines=settings.log_json)
+    return create_app(settings)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -103,14 +104,41 @@ def main_options(
 # -- serve and demo -------------------------------------------------------------------------------
 
 
-def _run_server(settings: Settings) -> None:
+def _run_server(settings: Settings, config: Path | None = None) -> None:
     import uvicorn
 
     from pujiang.app import create_app
     from pujiang.platform.logs import configure_logging
 
     configure_logging(settings.log_level, json_lines=settings.log_json)
+    if settings.workers > 1:
+        _run_workers(settings, config)
+        return
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None)
+
+
+def _run_workers(settings: Settings, config: Path | None) -> None:
+    """Several worker processes: each builds its app from these settings, handed down in the
+    environment (`app.create_worker_app`), with metrics shared through files."""
+    import uvicorn
+
+    from pujiang.platform.workers import CONFIG_ENV, MULTIPROC_ENV, prepare_metrics_dir
+
+    metrics = prepare_metrics_dir(settings.var_dir, settings.port)
+    os.environ[MULTIPROC_ENV] = str(metrics)
+    os.environ["PUJIANG_HOST"] = settings.host
+    os.environ["PUJIANG_PORT"] = str(settings.port)
+    os.environ["PUJIANG_WORKERS"] = str(settings.workers)
+    if config is not None:
+        os.environ[CONFIG_ENV] = str(config.resolve())
+    uvicorn.run(
+        "pujiang.app:create_worker_app",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        log_config=None,
+    )
 
 
 @app.command()
@@ -118,9 +146,14 @@ def serve(
     ctx: typer.Context,
     host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(help="Server processes (default: the `workers` setting, 1).", min=1, max=64),
+    ] = None,
 ) -> None:
     """启动服务 / Serve the API (run `pujiang db upgrade` first)."""
-    overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+    chosen = {"host": host, "port": port, "workers": workers}
+    overrides = {k: v for k, v in chosen.items() if v is not None}
     settings = _settings(ctx, **overrides)
     from pujiang.platform.db import Database, migrations_current
 
@@ -130,7 +163,7 @@ def serve(
             raise _fail(NOT_MIGRATED)
     finally:
         database.dispose()
-    _run_server(settings)
+    _run_server(settings, ctx.obj.get("config") if ctx.obj else None)
 
 
 @app.command()

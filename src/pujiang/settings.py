@@ -42,6 +42,8 @@ class Settings(BaseSettings):
     secret_key: SecretStr = SecretStr(DEV_SECRET)  # refused outside development
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
+    # `pujiang serve`: server processes (docs/architecture.md "Several server processes").
+    workers: int = Field(1, ge=1, le=64)
     log_level: str = "INFO"
     log_json: bool = True
     default_language: str = "zh-CN"

@@ -32,11 +32,13 @@ Flow control, measured against Mosquitto 2.0.11 with its defaults (`max_inflight
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import ssl
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -46,11 +48,13 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
+from prometheus_client import Gauge
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from pujiang.iot.metrics import registry_of
 from pujiang.platform.deps import AppContext
+from pujiang.platform.workers import MULTIPROC_ENV
 
 log = logging.getLogger("pujiang.iot.mqtt")
 
@@ -261,7 +265,8 @@ class MqttConsumer:
         self._live_generation: int | None = None  # the connection acks may go to, if any
         self._thread: threading.Thread | None = None
         self.client = self._make_client()
-        _collector_of(context).consumers.append(self)
+        self._collector = _collector_of(context)
+        self._collector.consumers.append(self)
 
     # -- connection (paho's network thread) --
 
@@ -317,6 +322,8 @@ class MqttConsumer:
                 refused,
             )
             return
+        topics = " ".join(self.filters)
+        log.info("MQTT 已订阅设备主题 / %s subscribed to %s", self.client_id, topics)
         self.subscribed.set()
 
     def _on_disconnect(self, _c: Any, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
@@ -391,6 +398,7 @@ class MqttConsumer:
     def _run(self) -> None:
         while not self._stopping.is_set():
             batch = self._take()
+            self._collector.mirror()
             if not batch:
                 continue
             try:
@@ -529,16 +537,43 @@ class _ConsumerCollector(Collector):
 
     def __init__(self) -> None:
         self.consumers: list[MqttConsumer] = []
+        self._mirrors: dict[str, Gauge] = {}
 
     def collect(self) -> Any:
-        for name, help_text in self.FIGURES:
-            total = sum(getattr(c.stats, name) for c in self.consumers)
+        for name, help_text, total in self._figures():
             yield CounterMetricFamily(f"pujiang_ingest_mqtt_{name}", help_text, value=total)
         yield GaugeMetricFamily(
             "pujiang_ingest_mqtt_backlog",
             "Messages received and waiting for their batch",
             value=sum(c.backlog for c in self.consumers),
         )
+
+    def _figures(self) -> Iterator[tuple[str, str, int]]:
+        for name, help_text in self.FIGURES:
+            yield name, help_text, sum(getattr(c.stats, name) for c in self.consumers)
+
+    def mirror(self) -> None:
+        """With several server processes (`platform.workers`) a scrape reads every worker's
+        files, not this collector: write this process's figures there (summed over workers)."""
+        if not os.environ.get(MULTIPROC_ENV):
+            return
+        if not self._mirrors:
+            for name, help_text in self.FIGURES:
+                self._mirrors[name] = Gauge(
+                    f"pujiang_ingest_mqtt_{name}",
+                    help_text,
+                    registry=None,
+                    multiprocess_mode="sum",
+                )
+            self._mirrors["backlog"] = Gauge(
+                "pujiang_ingest_mqtt_backlog",
+                "Messages received and waiting for their batch",
+                registry=None,
+                multiprocess_mode="livesum",
+            )
+        for name, _help, total in self._figures():
+            self._mirrors[name].set(total)
+        self._mirrors["backlog"].set(sum(c.backlog for c in self.consumers))
 
 
 COLLECTOR_KEY = "iot.mqtt_collector"

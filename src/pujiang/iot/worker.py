@@ -85,6 +85,7 @@ class Worker:
             self._start_jobs()
         if self.consumer is not None:
             self.consumer.start()
+            log.info(self.describe())
         return self
 
     def _start_jobs(self) -> None:

@@ -11,6 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pujiang import __version__
 from pujiang.platform.db import migrations_current
 from pujiang.platform.deps import Context, public
+from pujiang.platform.workers import scrape_registry
 
 router = APIRouter(tags=["运维 Operations"])
 
@@ -34,5 +35,5 @@ def readyz(context: Context, _: Annotated[None, Depends(public)]) -> Response:
 
 @router.get("/metrics", summary="Prometheus 指标 / Prometheus metrics")
 def metrics(context: Context, _: Annotated[None, Depends(public)]) -> Response:
-    registry = context.extras["metrics"].registry
+    registry = scrape_registry(context.extras["metrics"].registry)
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
