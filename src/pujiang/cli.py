@@ -240,12 +240,16 @@ def _context(ctx: typer.Context) -> AppContext:
     return context
 
 
+RolesOption = Annotated[list[str], typer.Option("--role", "-r", help="Role; repeat for several.")]
+DepartmentOption = Annotated[str | None, typer.Option(help="Department code.")]
+
+
 @users_app.command("create")
 def users_create(
     ctx: typer.Context,
     username: str,
-    role: Annotated[list[str], typer.Option("--role", "-r", help="Role; repeat for several.")],
-    department: Annotated[str | None, typer.Option(help="Department code.")] = None,
+    role: RolesOption,
+    department: DepartmentOption = None,
     display_name: Annotated[str, typer.Option(help="Name shown to others.")] = "",
     password_stdin: Annotated[
         bool, typer.Option(help="Read the password from standard input.")
@@ -394,8 +398,8 @@ def _print_new_key(settings: Settings, key_id: int, key: str) -> None:
 def users_service_account(
     ctx: typer.Context,
     name: str,
-    role: Annotated[list[str], typer.Option("--role", "-r", help="Role; repeat for several.")],
-    department: Annotated[str | None, typer.Option(help="Department code.")] = None,
+    role: RolesOption,
+    department: DepartmentOption = None,
     display_name: Annotated[
         str,
         typer.Option("--display-name", "--description", help="What the account is, for people."),
@@ -418,14 +422,7 @@ def users_service_account(
         {"name": "NAME", "display_name": "--display-name", "key_label": "--label"},
     )
     with _account_session(ctx) as (context, session):
-        account = identity.create_service_account(
-            session,
-            name=wanted.name,
-            display_name=wanted.display_name,
-            department_code=wanted.department_code,
-            roles=wanted.roles,
-        )
-        row, key = identity.issue_api_key(session, account, label=wanted.key_label)
+        account, row, key = identity.open_service_account(session, wanted)
         audit.append(
             session,
             actor="cli",

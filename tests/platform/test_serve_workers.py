@@ -1,7 +1,7 @@
 """`pujiang serve --workers 2`: one server in two processes behaves as one.
 
-Each test starts the real command as a subprocess on the test's database (a SQLite file
-migrated by `pujiang db upgrade`, or the run's PostgreSQL database) and talks to it over fresh
+Each test starts the real command as a subprocess on the test's database (a copy of the
+migrated SQLite file, or the run's PostgreSQL database) and talks to it over fresh
 connections, so requests land on either worker:
 
 - `/metrics` adds up both workers' figures, whichever worker answers the scrape;
@@ -19,7 +19,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -30,14 +30,13 @@ import pytest
 from sqlalchemy import select
 
 from pujiang.iot.models import IotDevice
-from pujiang.platform import identity
 from pujiang.platform.db import Database
 from tests.conftest import TEST_PASSWORD, eventually
 from tests.context.test_subscriptions import Receiver
-from tests.iot.test_kill9 import History, ingest_db, provision_rows, worker_env
+from tests.iot.test_kill9 import History, provision_rows, worker_env
 from tests.iot.test_mqtt import Publisher, forget_session, iso, publisher, require_broker, unique
 
-__all__ = ["ingest_db", "publisher"]  # fixtures
+__all__ = ["publisher"]  # the fixture
 
 READY_SECONDS = 60.0
 LD = "application/ld+json"
@@ -125,8 +124,8 @@ class Server:
 
 
 @pytest.fixture
-def serve(ingest_db: str, tmp_path: Path) -> Iterator[Server]:
-    env = {**worker_env(ingest_db, tmp_path), "PUJIANG_LOG_LEVEL": "INFO"}
+def serve(database_url: str, tmp_path: Path) -> Iterator[Server]:
+    env = {**worker_env(database_url, tmp_path), "PUJIANG_LOG_LEVEL": "INFO"}
     env.pop("PUJIANG_MQTT_URL")
     server = Server(env, tmp_path / "serve.log")
     try:
@@ -137,29 +136,11 @@ def serve(ingest_db: str, tmp_path: Path) -> Iterator[Server]:
             server.stop()
 
 
-def bearer(url: str, server: Server, *roles: str) -> dict[str, str]:
-    """A user with `roles`, signed in through the server."""
-    from pujiang.app import build_context
-    from pujiang.settings import Mode, Settings
-
-    name = unique("u")
-    context = build_context(
-        Settings(mode=Mode.TEST, database_url=url, secret_key="x" * 48, log_json=False)
-    )
-    try:
-        with context.db.session() as session:
-            identity.create_user(
-                session,
-                context,
-                username=name,
-                password=TEST_PASSWORD,
-                display_name="测试",
-                department_code=None,
-                roles=list(roles),
-            )
-    finally:
-        context.db.dispose()
-    reply = server.request(
+@pytest.fixture
+def steward(serve: Server, make_user: Callable[..., str]) -> dict[str, str]:
+    """A data steward signed in through the server."""
+    name = make_user(unique("steward-"), "data_steward")
+    reply = serve.request(
         "POST", "/api/auth/token", data={"username": name, "password": TEST_PASSWORD}
     )
     assert reply.status_code == 200, reply.text
@@ -202,8 +183,8 @@ def test_metrics_add_up_both_workers(serve: Server) -> None:
     assert serve.stop() == 0, serve.text()
 
 
-def test_a_notification_is_sent_once(serve: Server, ingest_db: str) -> None:
-    headers = bearer(ingest_db, serve, "data_steward")
+def test_a_notification_is_sent_once(serve: Server, steward: dict[str, str]) -> None:
+    headers = steward
     receiver = Receiver()
     try:
         entity = {
@@ -234,8 +215,10 @@ def test_a_notification_is_sent_once(serve: Server, ingest_db: str) -> None:
     assert values == list(range(1, 11)), values  # each change once, none twice
 
 
-def test_a_deleted_context_is_no_longer_used_by_any_worker(serve: Server, ingest_db: str) -> None:
-    headers = bearer(ingest_db, serve, "data_steward")
+def test_a_deleted_context_is_no_longer_used_by_any_worker(
+    serve: Server, steward: dict[str, str]
+) -> None:
+    headers = steward
     body = {"@context": {"Gauge": "https://example.org/city#WaterGauge"}}
     reply = serve.request("POST", "/ngsi-ld/v1/jsonldContexts", json=body, headers=headers)
     assert reply.status_code == 201, reply.text
@@ -269,19 +252,19 @@ def client_base() -> Iterator[str]:
 
 
 def test_workers_share_the_device_topics(
-    ingest_db: str, tmp_path: Path, publisher: Publisher, client_base: str
+    database_url: str, tmp_path: Path, publisher: Publisher, client_base: str
 ) -> None:
     require_broker()
     apikey = unique("k")
     device_ids = [f"serve-{n}" for n in range(DEVICES)]
-    provision_rows(ingest_db, apikey, device_ids)
+    provision_rows(database_url, apikey, device_ids)
     env = {
-        **worker_env(ingest_db, tmp_path),
+        **worker_env(database_url, tmp_path),
         "PUJIANG_LOG_LEVEL": "INFO",
         "PUJIANG_INGEST_CLIENT_ID": client_base,
     }
     server = Server(env, tmp_path / "serve.log")
-    history = History(ingest_db, device_ids)
+    history = History(database_url, device_ids)
     try:
         server.wait_ready()
         assert eventually(lambda: server.text().count("subscribed to $share/pujiang/") >= 2, 30)
@@ -315,7 +298,7 @@ def test_workers_share_the_device_topics(
     log = server.text()
     assert f"client id {client_base}-0, shared group pujiang" in log, log
     assert f"client id {client_base}-1, shared group pujiang" in log, log
-    database = Database(ingest_db)
+    database = Database(database_url)
     try:
         with database.session() as session:
             received = session.scalars(

@@ -27,6 +27,7 @@ from pujiang.platform.models import (
     RefreshToken,
 )
 from pujiang.platform.roles import Role
+from pujiang.platform.schemas import ServiceAccountIn
 from pujiang.platform.security import (
     CurrentPrincipal,
     build_principal,
@@ -236,6 +237,24 @@ def create_service_account(
         roles=roles or [],
         password_hash=None,
     )
+
+
+def open_service_account(
+    session: Session, wanted: ServiceAccountIn
+) -> tuple[Principal, ApiKey, str]:
+    """A new service account with its first API key: (account, key row, the key itself, which
+    is never stored and must be shown now)."""
+    account = create_service_account(
+        session,
+        name=wanted.name,
+        display_name=wanted.display_name,
+        department_code=wanted.department_code,
+        roles=wanted.roles,
+    )
+    row, key = issue_api_key(
+        session, account, label=wanted.key_label, expires_at=wanted.key_expires_at
+    )
+    return account, row, key
 
 
 def get_principal(session: Session, username: str) -> Principal:

@@ -219,16 +219,7 @@ def create_service_account(
     _: Annotated[CurrentPrincipal, Depends(require(USERS_WRITE))],
 ) -> ServiceAccountOut:
     request.state.audit_target = f"principal:{body.name}"
-    account = identity.create_service_account(
-        session,
-        name=body.name,
-        display_name=body.display_name,
-        department_code=body.department_code,
-        roles=body.roles,
-    )
-    row, key = identity.issue_api_key(
-        session, account, label=body.key_label, expires_at=body.key_expires_at
-    )
+    account, row, key = identity.open_service_account(session, body)
     return ServiceAccountOut(
         account=_principal_out(account, reveal=True),
         api_key=NewApiKeyOut(**_key_out(row).model_dump(), key=key),
