@@ -14,6 +14,7 @@ from pujiang.context.errors import AlreadyExists
 from pujiang.context.queries import Query
 from pujiang.context.readings import Reading
 from pujiang.context.service import ContextBroker
+from pujiang.context.store import FINE_LIMIT
 from pujiang.context.temporal import TemporalStore, parse_temporal_query
 from pujiang.platform.db import Database
 from pujiang.platform.deps import AppContext
@@ -203,3 +204,62 @@ def test_two_temporal_creates_of_one_new_entity_make_it_once(context: AppContext
     page = TemporalStore(broker).retrieve("", ENTITY_ID, parse_temporal_query())
     values = sorted(i["value"] for e in page.entities for i in e[TEMPERATURE])
     assert values == [1.0, 1.0, 2.0, 2.0]  # each request's two instances, once each
+
+
+def test_large_batches_at_once_outnumbering_the_lock_table_are_written(
+    context: AppContext,
+) -> None:
+    """PostgreSQL's lock table holds about 6,400 locks by default, shared by all transactions:
+    with a lock per id, four gateway uploads of 5,000 entities at once failed with "out of
+    shared memory"."""
+    engines = [Database(context.db.url) for _ in range(4)]
+    try:
+
+        def upload(part: int) -> Callable[[], None]:
+            stations = [_station(part * 5000 + n) for n in range(5000)]
+            broker = ContextBroker(engines[part])
+            return lambda: _assert_no_errors(broker.batch_upsert("", stations))
+
+        _run_together(*(upload(part) for part in range(4)))
+    finally:
+        for engine in engines:
+            engine.dispose()
+    _, total = ContextBroker(context.db).query("", Query(id_pattern=".*new.*", limit=1, count=True))
+    assert total == 20_000
+
+
+def _assert_no_errors(result: Any) -> None:
+    assert not result.errors, result.errors[:3]
+
+
+def test_a_large_batch_and_small_writes_on_one_entity_all_survive(context: AppContext) -> None:
+    """A batch larger than `FINE_LIMIT` locks buckets of ids, small writes lock ids: the two
+    must still exclude each other on a shared entity."""
+    broker = ContextBroker(context.db)
+    broker.create("", _entity())
+    others = [_station(n) for n in range(FINE_LIMIT + 50)]
+    broker.batch_upsert("", others)
+    other_db = Database(context.db.url)
+    try:
+        recorder = ContextBroker(other_db)
+
+        def large_batches() -> None:
+            for n in range(ROUNDS // 4):
+                note = {f"{VOCAB}note{n}": [{"type": "Property", "value": n}]}
+                fragments = [{"id": e["id"], **note} for e in others] + [{"id": ENTITY_ID, **note}]
+                assert not broker.batch_update("", fragments).errors
+
+        def record_readings() -> None:
+            for n in range(1, ROUNDS + 1):
+                instance = {"type": "Property", "value": float(n), "observedAt": _at(n)}
+                assert recorder.record("", [Reading(ENTITY_ID, TEMPERATURE, instance)]) == [
+                    "stored"
+                ]
+
+        _run_together(large_batches, record_readings)
+    finally:
+        other_db.dispose()
+    entity = broker.retrieve("", ENTITY_ID)
+    missing = [n for n in range(ROUNDS // 4) if f"{VOCAB}note{n}" not in entity]
+    assert missing == [], f"batch updates lost to a concurrent writer: {missing}"
+    assert entity[TEMPERATURE][0]["value"] == float(ROUNDS)

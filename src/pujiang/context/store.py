@@ -7,6 +7,7 @@ from __future__ import annotations
 import gc
 import logging
 import threading
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -126,10 +127,31 @@ _LOAD_SQL = (
 # not (row locks cannot hold an id that is about to be created), in one order (the ids sorted;
 # unnest yields them in array order), so that two batches sharing entities wait for each other
 # instead of deadlocking or both inserting one new id.
-_LOCK_IDS_SQL = (
-    "SELECT count(pg_advisory_xact_lock(hashtextextended(%s || chr(31) || i, 0))) "
-    "FROM unnest(%s::text[]) AS i"
-)
+# Broker writes on PostgreSQL lock the ids they read and write back (advisory locks, until the
+# commit). Locks take slots of one table shared by the whole server, max_locks_per_transaction
+# × max_connections (6,400 by default): a lock per id ran out of it with one batch of 8,000 ids
+# or four gateway uploads of 5,000 at once ("out of shared memory"). So a write of up to
+# `FINE_LIMIT` ids locks each id under a shared lock of its bucket, and a larger one locks the
+# buckets of its ids (at most `LOCK_BUCKETS`) outright. Both kinds meet on the buckets; every
+# write takes its buckets, then its ids, in ascending order, so writers cannot deadlock.
+FINE_LIMIT = 256
+LOCK_BUCKETS = 1024
+_BUCKET_CLASS, _ID_CLASS = 0x504A0001, 0x504A0002  # two-key locks: their own key space
+_LOCK_SQL = "SELECT count({function}(%s, k)) FROM unnest(%s::int[]) AS k"
+_LOCK_BUCKETS_SHARED = _LOCK_SQL.format(function="pg_advisory_xact_lock_shared")
+_LOCK_EXCLUSIVE = _LOCK_SQL.format(function="pg_advisory_xact_lock")
+
+
+def _lock_ids(cursor: Any, tenant: str, ids: list[str]) -> None:
+    """Lock a write's entity ids on PostgreSQL (see `FINE_LIMIT`)."""
+    hashes = {zlib.crc32(f"{tenant}\x1f{entity_id}".encode()) for entity_id in ids}
+    buckets = sorted({h % LOCK_BUCKETS for h in hashes})
+    if len(ids) > FINE_LIMIT:
+        cursor.execute(_LOCK_EXCLUSIVE, (_BUCKET_CLASS, buckets))
+        return
+    cursor.execute(_LOCK_BUCKETS_SHARED, (_BUCKET_CLASS, buckets))
+    keys = sorted(h - (1 << 32) if h >= 1 << 31 else h for h in hashes)  # as int4
+    cursor.execute(_LOCK_EXCLUSIVE, (_ID_CLASS, keys))
 
 
 # PostgreSQL plans from table statistics, which fresh tables lack until autovacuum's next round
@@ -258,7 +280,7 @@ class BrokerStore:
         p = "%s" if self.postgres else "?"
         with driver_cursor(session) as cursor:
             if self.postgres:
-                cursor.execute(_LOCK_IDS_SQL, (tenant, sorted(unique)))
+                _lock_ids(cursor, tenant, unique)
             for start in range(0, len(unique), 500):
                 chunk = unique[start : start + 500]
                 marks = ", ".join([p] * len(chunk))
