@@ -247,10 +247,11 @@ def subprocess_env(url: str, var: Path, mqtt_url: str | None = None) -> dict[str
     return env
 
 
-def server(url: str, var: Path) -> tuple[subprocess.Popen[bytes], str]:
+def server(url: str, var: Path, *options: str) -> tuple[subprocess.Popen[bytes], str]:
+    """`pujiang serve` on a free port, with these further options, once it answers."""
     port = free_port()
     process = subprocess.Popen(  # noqa: S603 - our own CLI
-        [sys.executable, "-m", "pujiang", "serve", "--port", str(port)],
+        [sys.executable, "-m", "pujiang", "serve", "--port", str(port), *options],
         env=subprocess_env(url, var),
     )
     base = f"http://127.0.0.1:{port}"

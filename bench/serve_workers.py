@@ -19,7 +19,6 @@ import os
 import platform
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -36,6 +35,9 @@ from sqlalchemy import func, insert, select
 from pujiang.context.models import history_rows
 from pujiang.iot.models import IotDevice, IotService
 from pujiang.platform.db import Database
+
+sys.path.insert(0, str(Path(__file__).parent))
+from ingest import server, subprocess_env
 
 BULK_ITEMS = 5000
 MAPPING = [
@@ -54,21 +56,9 @@ def machine(url: str) -> str:
     )
 
 
-def env_for(url: str, var: Path) -> dict[str, str]:
-    env = {
-        **os.environ,
-        "PUJIANG_DATABASE_URL": url,
-        "PUJIANG_MODE": "development",
-        "PUJIANG_VAR_DIR": str(var),
-        "PUJIANG_LOG_LEVEL": "WARNING",
-    }
-    env.pop("PUJIANG_MQTT_URL", None)
-    return env
-
-
 def provision(url: str, var: Path, apikey: str, devices: int) -> list[str]:
     subprocess.run(
-        [sys.executable, "-m", "pujiang", "db", "upgrade"], env=env_for(url, var), check=True
+        [sys.executable, "-m", "pujiang", "db", "upgrade"], env=subprocess_env(url, var), check=True
     )
     ids = [f"{apikey}-{n}" for n in range(devices)]
     db = Database(url)
@@ -105,29 +95,6 @@ def bodies(ids: list[str], rounds: int, start: datetime) -> list[bytes]:
             measures = {"t": round(-5 + (n * 7 + r) % 430 / 10, 1), "h": 20 + (n + r) % 80}
             lines.append(orjson.dumps({"i": device_id, "t": moment, "m": measures}))
     return [b"\n".join(lines[i : i + BULK_ITEMS]) for i in range(0, len(lines), BULK_ITEMS)]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start(url: str, var: Path, workers: int) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    process = subprocess.Popen(  # noqa: S603 - our own CLI
-        [sys.executable, "-m", "pujiang", "serve", "--port", str(port), "--workers", str(workers)],
-        env=env_for(url, var),
-    )
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(600):
-        try:
-            if httpx.get(base + "/healthz", timeout=1).status_code == 200:
-                return process, base
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    process.kill()
-    raise SystemExit("the server did not start")
 
 
 def post_all(base: str, apikey: str, parts: list[bytes], clients: int) -> float:
@@ -175,7 +142,7 @@ def run(
     warm = bodies(ids, 1, start_at)
     timed = bodies(ids, args.rounds, start_at + timedelta(seconds=1))
     before = history_count(url, ids)
-    process, base = start(url, var, workers)
+    process, base = server(url, var, "--workers", str(workers))
     try:
         post_all(base, apikey, warm, args.clients)  # entities exist, device caches are filled
         elapsed = post_all(base, apikey, timed, args.clients)
