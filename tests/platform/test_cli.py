@@ -71,3 +71,19 @@ def test_db_current(cli: CliRunner) -> None:
     result = cli.invoke(cli_app, ["db", "current"])
     assert result.exit_code == 0, result.output
     assert "current:" in result.output
+
+
+@pytest.mark.parametrize("bad", ["0", "65", "two"])
+def test_serve_refuses_a_bad_worker_count(cli: CliRunner, bad: str) -> None:
+    result = cli.invoke(cli_app, ["serve", "--workers", bad])
+    assert result.exit_code == 2
+    assert "--workers" in result.output
+
+
+def test_serve_refuses_a_bad_workers_setting(
+    cli: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PUJIANG_WORKERS", "0")
+    result = cli.invoke(cli_app, ["serve"])
+    assert result.exit_code == 2
+    assert "workers" in result.output
